@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/delegated/delegated/config"
+	"github.com/delegated/delegated/dnsserver"
+	"github.com/delegated/delegated/httpapi"
+	"github.com/delegated/delegated/store"
+)
+
+// shutdownGrace is how long in-flight work may take once a signal came;
+// the process exits within it.
+const shutdownGrace = 4 * time.Second
+
+func serveCommand() command {
+	c := command{
+		Name:  "serve",
+		Usage: "[--config FILE]",
+		Short: "Run the DNS server and the HTTP API",
+	}
+	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(c, stderr)
+		path := fs.String("config", "config.toml", "configuration `file`")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usageError("unexpected argument %q", fs.Arg(0))
+		}
+		cfg, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, newLogger(cfg.Log, stderr), nil)
+	}
+	return c
+}
+
+// loadConfig loads the file; any problem is exit status 2.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &exitError{code: 2, err: fmt.Errorf("%w (pass --config FILE, or run from the folder holding config.toml)", err)}
+		}
+		return nil, &exitError{code: 2, err: err}
+	}
+	return cfg, nil
+}
+
+// serve runs until ctx ends. ready, when not nil, receives the bound DNS
+// and API addresses once both serve (tests use it).
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(dnsAddrs, apiAddrs []string)) error {
+	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.Options{
+		ValuesPerAccount: cfg.Values.PerAccount,
+		ValueLifetime:    cfg.Values.Lifetime.Duration,
+		Logger:           log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing store failed", "err", err)
+		}
+	}()
+
+	started := time.Now()
+	view, unfollow, err := dnsserver.Follow(ctx, st, time.Now())
+	if err != nil {
+		return err
+	}
+	defer unfollow()
+	log.Info("zone view loaded", "subdomains", view.Len(), "took", time.Since(started).Round(time.Millisecond))
+
+	z := cfg.Zone
+	dns, err := dnsserver.New(dnsserver.Options{
+		Listen:            cfg.DNS.Listen,
+		TCPIdleTimeout:    cfg.DNS.TCPIdleTimeout.Duration,
+		MaxTCPConnections: cfg.DNS.MaxTCPConnections,
+		Logger:            log,
+	}, dnsserver.ZoneConfig{
+		Origin:     z.Domain,
+		NSName:     z.NSName,
+		NSAdmin:    z.NSAdmin,
+		Records:    z.ParsedRecords,
+		TXTTTL:     *z.TXTTTL,
+		SOATTL:     *z.SOATTL,
+		SOAMinimum: *z.SOAMinimum,
+		NSTTL:      *z.DefaultTTL,
+	}, view)
+	if err != nil {
+		return err
+	}
+	api, err := httpapi.New(httpapi.Options{
+		Zone:       z.Domain,
+		Listen:     cfg.API.Listen,
+		BcryptCost: cfg.API.BcryptCost,
+		Logger:     log,
+	}, st)
+	if err != nil {
+		return err
+	}
+
+	if err := dns.Start(); err != nil {
+		return err
+	}
+	if err := api.Start(); err != nil {
+		shutdown(log, dns)
+		return err
+	}
+	expiryCtx, stopExpiry := context.WithCancel(context.Background())
+	expiryDone := make(chan struct{})
+	go func() {
+		defer close(expiryDone)
+		st.RunExpiry(expiryCtx, time.Second)
+	}()
+	log.Info("delegated serving", "zone", z.Domain, "dns", dns.Addrs(), "api", api.Addrs(), "store", cfg.Store.Driver)
+	if ready != nil {
+		ready(dns.Addrs(), api.Addrs())
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	// The API goes first so no write is acknowledged that DNS would not
+	// serve; the store closes last (deferred).
+	shutdown(log, api, dns)
+	stopExpiry()
+	<-expiryDone
+	log.Info("stopped")
+	return nil
+}
+
+type shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
+
+func shutdown(log *slog.Logger, parts ...shutdowner) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for _, p := range parts {
+		if err := p.Shutdown(ctx); err != nil {
+			log.Warn("shutdown incomplete", "err", err)
+		}
+	}
+}

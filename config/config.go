@@ -1,0 +1,346 @@
+// Package config owns config.toml: it loads the file, applies defaults and
+// validates everything once at start, so that the rest of the program never
+// sees an invalid setting. Every error names the key and what it accepts.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/miekg/dns"
+)
+
+// Config is the whole of config.toml after defaults and validation.
+type Config struct {
+	Zone   Zone   `toml:"zone"`
+	DNS    DNS    `toml:"dns"`
+	API    API    `toml:"api"`
+	Store  Store  `toml:"store"`
+	Values Values `toml:"values"`
+	Log    Log    `toml:"log"`
+
+	// Dir is the folder of the config file; relative paths resolve against it.
+	Dir string `toml:"-"`
+	// Path is the file the config was read from.
+	Path string `toml:"-"`
+}
+
+// Zone describes the one zone the DNS server is authoritative for.
+type Zone struct {
+	// Domain is the zone's name, e.g. "auth.example.org" (stored as FQDN, lower case).
+	Domain string `toml:"domain"`
+	// NSName is the primary name server, the SOA MNAME and an NS record.
+	NSName string `toml:"nsname"`
+	// NSAdmin is the SOA RNAME, e.g. "hostmaster.example.org".
+	NSAdmin string `toml:"nsadmin"`
+	// Records are static records in zone-file syntax, names relative to the zone.
+	Records []string `toml:"records"`
+	// TXTTTL is the TTL in seconds of challenge TXT answers. Default 1.
+	TXTTTL *uint32 `toml:"txt_ttl"`
+	// SOAMinimum is the SOA minimum (negative-caching TTL) in seconds. Default 60.
+	SOAMinimum *uint32 `toml:"soa_minimum"`
+	// SOATTL is the TTL of the SOA record itself in seconds. Default 300.
+	SOATTL *uint32 `toml:"soa_ttl"`
+	// NSTTL is the TTL of NS and static records without their own TTL. Default 3600.
+	DefaultTTL *uint32 `toml:"default_ttl"`
+
+	// ParsedRecords are Records parsed; filled by Load.
+	ParsedRecords []dns.RR `toml:"-"`
+}
+
+// DNS configures the DNS listeners.
+type DNS struct {
+	// Listen are host:port addresses, each served over UDP and TCP.
+	Listen []string `toml:"listen"`
+	// TCPIdleTimeout closes idle TCP connections. Default 10s.
+	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"`
+	// MaxTCPConnections bounds concurrent TCP connections per listener. Default 1000.
+	MaxTCPConnections int `toml:"max_tcp_connections"`
+}
+
+// API configures the HTTP API.
+type API struct {
+	// Listen are host:port addresses for plain HTTP.
+	Listen []string `toml:"listen"`
+	// BcryptCost for new API keys; at least 10. Default 12.
+	BcryptCost int `toml:"bcrypt_cost"`
+}
+
+// Store selects the database.
+type Store struct {
+	// Driver is "sqlite3".
+	Driver string `toml:"driver"`
+	// DSN is the SQLite file path (relative to the config folder).
+	DSN string `toml:"dsn"`
+}
+
+// Values controls how challenge values are kept.
+type Values struct {
+	// PerAccount is how many newest values an account keeps. Default 4, at least 2.
+	PerAccount int `toml:"per_account"`
+	// Lifetime is how long a value is served. Default 24h.
+	Lifetime Duration `toml:"lifetime"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	// Format is "text" (default) or "json".
+	Format string `toml:"format"`
+	// Level is "debug", "info" (default), "warn" or "error".
+	Level string `toml:"level"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("24h", "90s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("expected a duration such as \"24h\" or \"90s\": %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Error is a configuration error: the key and what is wrong with it.
+type Error struct {
+	File string
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Key, e.Msg)
+}
+
+// Load reads, defaults and validates the config file at path.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(raw, abs)
+}
+
+// Parse is Load on bytes; path names the file in errors and anchors
+// relative paths.
+func Parse(raw []byte, path string) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(string(raw), &c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: path, Msg: fmt.Sprintf("line %d: %s", pe.Position.Line, pe.Message)}
+		}
+		return nil, &Error{File: path, Msg: err.Error()}
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return nil, &Error{File: path, Key: keys[0], Msg: fmt.Sprintf("unknown key (unknown keys: %s); see README.md for the accepted keys", strings.Join(keys, ", "))}
+	}
+	c.Path = path
+	c.Dir = filepath.Dir(path)
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) fail(key, format string, args ...any) error {
+	return &Error{File: c.Path, Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func u32(p **uint32, def uint32) {
+	if *p == nil {
+		*p = &def
+	}
+}
+
+func (c *Config) validate() error {
+	z := &c.Zone
+	if strings.TrimSpace(z.Domain) == "" {
+		return c.fail("zone.domain", "missing; expected the zone's name, e.g. \"auth.example.org\"")
+	}
+	domain, err := fqdn(z.Domain)
+	if err != nil {
+		return c.fail("zone.domain", "%q is not a domain name: %v", z.Domain, err)
+	}
+	if domain == "." {
+		return c.fail("zone.domain", "the root zone cannot be served; expected a name such as \"auth.example.org\"")
+	}
+	z.Domain = domain
+	if z.NSName == "" {
+		z.NSName = domain
+	}
+	if z.NSName, err = fqdn(z.NSName); err != nil {
+		return c.fail("zone.nsname", "%q is not a domain name: %v", c.Zone.NSName, err)
+	}
+	if z.NSAdmin == "" {
+		z.NSAdmin = "hostmaster." + domain
+	}
+	if z.NSAdmin, err = fqdn(z.NSAdmin); err != nil {
+		return c.fail("zone.nsadmin", "%q is not a domain name (write the mailbox with a dot: \"hostmaster.example.org\"): %v", c.Zone.NSAdmin, err)
+	}
+	u32(&z.TXTTTL, 1)
+	u32(&z.SOAMinimum, 60)
+	u32(&z.SOATTL, 300)
+	u32(&z.DefaultTTL, 3600)
+	z.ParsedRecords = z.ParsedRecords[:0]
+	for i, line := range z.Records {
+		rr, err := ParseRecord(line, domain, *z.DefaultTTL)
+		if err != nil {
+			return c.fail(fmt.Sprintf("zone.records[%d]", i), "%v", err)
+		}
+		z.ParsedRecords = append(z.ParsedRecords, rr)
+	}
+
+	if len(c.DNS.Listen) == 0 {
+		c.DNS.Listen = []string{"127.0.0.1:5053"}
+	}
+	for i, a := range c.DNS.Listen {
+		if err := checkListen(a); err != nil {
+			return c.fail(fmt.Sprintf("dns.listen[%d]", i), "%v", err)
+		}
+	}
+	if c.DNS.TCPIdleTimeout.Duration == 0 {
+		c.DNS.TCPIdleTimeout.Duration = 10 * time.Second
+	}
+	if c.DNS.TCPIdleTimeout.Duration < 0 {
+		return c.fail("dns.tcp_idle_timeout", "must be positive")
+	}
+	if c.DNS.MaxTCPConnections == 0 {
+		c.DNS.MaxTCPConnections = 1000
+	}
+	if c.DNS.MaxTCPConnections < 0 {
+		return c.fail("dns.max_tcp_connections", "must be positive")
+	}
+
+	if len(c.API.Listen) == 0 {
+		c.API.Listen = []string{"127.0.0.1:8053"}
+	}
+	for i, a := range c.API.Listen {
+		if err := checkListen(a); err != nil {
+			return c.fail(fmt.Sprintf("api.listen[%d]", i), "%v", err)
+		}
+	}
+	if c.API.BcryptCost == 0 {
+		c.API.BcryptCost = 12
+	}
+	if c.API.BcryptCost < 10 || c.API.BcryptCost > 16 {
+		return c.fail("api.bcrypt_cost", "%d is out of range; expected 10 to 16", c.API.BcryptCost)
+	}
+
+	switch c.Store.Driver {
+	case "":
+		c.Store.Driver = "sqlite3"
+	case "sqlite3":
+	default:
+		return c.fail("store.driver", "%q is not supported; expected \"sqlite3\"", c.Store.Driver)
+	}
+	if c.Store.DSN == "" {
+		c.Store.DSN = "delegated.db"
+	}
+	if !filepath.IsAbs(c.Store.DSN) {
+		c.Store.DSN = filepath.Join(c.Dir, c.Store.DSN)
+	}
+
+	if c.Values.PerAccount == 0 {
+		c.Values.PerAccount = 4
+	}
+	if c.Values.PerAccount < 2 || c.Values.PerAccount > 100 {
+		return c.fail("values.per_account", "%d is out of range; expected 2 to 100 (2 lets example.com and *.example.com validate together)", c.Values.PerAccount)
+	}
+	if c.Values.Lifetime.Duration == 0 {
+		c.Values.Lifetime.Duration = 24 * time.Hour
+	}
+	if c.Values.Lifetime.Duration < time.Minute {
+		return c.fail("values.lifetime", "%s is too short; expected at least \"1m\" (a CA may validate minutes after the update)", c.Values.Lifetime.Duration)
+	}
+
+	switch c.Log.Format {
+	case "":
+		c.Log.Format = "text"
+	case "text", "json":
+	default:
+		return c.fail("log.format", "%q is not supported; expected \"text\" or \"json\"", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "":
+		c.Log.Level = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		return c.fail("log.level", "%q is not supported; expected one of \"debug\", \"info\", \"warn\", \"error\"", c.Log.Level)
+	}
+	return nil
+}
+
+func fqdn(name string) (string, error) {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if _, ok := dns.IsDomainName(name); !ok || name == "" {
+		return "", errors.New("invalid domain name")
+	}
+	return dns.Fqdn(name), nil
+}
+
+func checkListen(addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not an address; expected IP:port such as \"127.0.0.1:5053\" or \"[::1]:5053\"", addr)
+	}
+	if ap.Port() == 0 {
+		return fmt.Errorf("%q has no port; expected IP:port such as \"127.0.0.1:5053\"", addr)
+	}
+	return nil
+}
+
+// ParseRecord parses one zone-file line relative to origin and checks that
+// the record belongs to the zone.
+func ParseRecord(line, origin string, defaultTTL uint32) (dns.RR, error) {
+	zp := dns.NewZoneParser(strings.NewReader(line), origin, "")
+	zp.SetDefaultTTL(defaultTTL)
+	rr, ok := zp.Next()
+	if err := zp.Err(); err != nil {
+		return nil, fmt.Errorf("%q is not a record: %v; expected zone-file syntax such as \"auth.example.org. A 127.0.0.1\"", line, err)
+	}
+	if !ok || rr == nil {
+		return nil, fmt.Errorf("%q is empty; expected zone-file syntax such as \"auth.example.org. A 127.0.0.1\"", line)
+	}
+	if _, more := zp.Next(); more {
+		return nil, fmt.Errorf("%q holds more than one record; write one per line", line)
+	}
+	if rr.Header().Class != dns.ClassINET {
+		return nil, fmt.Errorf("%q is not of class IN", line)
+	}
+	switch rr.Header().Rrtype {
+	case dns.TypeSOA:
+		return nil, fmt.Errorf("%q: the SOA is built from zone.nsname, zone.nsadmin and zone.soa_minimum; remove this line", line)
+	case dns.TypeCNAME, dns.TypeDNAME:
+		if strings.EqualFold(rr.Header().Name, origin) {
+			return nil, fmt.Errorf("%q: a %s cannot stand at the zone apex", line, dns.TypeToString[rr.Header().Rrtype])
+		}
+	}
+	if !dns.IsSubDomain(origin, rr.Header().Name) {
+		return nil, fmt.Errorf("%q: owner %s is outside the zone %s", line, rr.Header().Name, origin)
+	}
+	return rr, nil
+}

@@ -1,0 +1,194 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/delegated/delegated/store"
+)
+
+// errForbidden covers every authentication and authorisation failure; they
+// all get the same 401 so that none tells an attacker which part was wrong.
+var errForbidden = errors.New("forbidden")
+
+// authenticator checks X-Api-User/X-Api-Key pairs. bcrypt runs at most
+// `slots` at a time; a verified pair is remembered (as a SHA-256 of the key,
+// never the key) so a client updating again does not pay bcrypt again.
+type authenticator struct {
+	store     Store
+	cost      int
+	slots     chan struct{}
+	dummyHash []byte
+
+	mu          sync.Mutex
+	maxEntries  int
+	byUser      map[string]cachedCredential
+	bySubdomain map[string]string
+}
+
+type cachedCredential struct {
+	keyDigest [sha256.Size]byte
+	account   store.Account
+}
+
+func newAuthenticator(st Store, cost, concurrency, cacheSize int) (*authenticator, error) {
+	// Unknown users are checked against this hash so they cost the same
+	// time as a wrong key for a real user.
+	var random [30]byte
+	if _, err := rand.Read(random[:]); err != nil {
+		return nil, fmt.Errorf("httpapi: random: %w", err)
+	}
+	dummy, err := bcrypt.GenerateFromPassword(random[:], cost)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: dummy hash: %w", err)
+	}
+	return &authenticator{
+		store:       st,
+		cost:        cost,
+		slots:       make(chan struct{}, concurrency),
+		dummyHash:   dummy,
+		maxEntries:  cacheSize,
+		byUser:      map[string]cachedCredential{},
+		bySubdomain: map[string]string{},
+	}, nil
+}
+
+// withSlot runs fn while holding one of the bcrypt slots.
+func (a *authenticator) withSlot(ctx context.Context, fn func()) error {
+	select {
+	case a.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-a.slots }()
+	fn()
+	return nil
+}
+
+// hash bcrypts a new key under the concurrency bound.
+func (a *authenticator) hash(ctx context.Context, key string) (string, error) {
+	var (
+		h   []byte
+		err error
+	)
+	if slotErr := a.withSlot(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(key), a.cost) }); slotErr != nil {
+		return "", slotErr
+	}
+	return string(h), err
+}
+
+// verify returns the account whose credentials these are, or errForbidden.
+// Other errors mean the store failed.
+func (a *authenticator) verify(ctx context.Context, username, key string) (store.Account, error) {
+	digest := sha256.Sum256([]byte(key))
+	a.mu.Lock()
+	cached, ok := a.byUser[username]
+	a.mu.Unlock()
+	if ok && subtle.ConstantTimeCompare(cached.keyDigest[:], digest[:]) == 1 {
+		return cached.account, nil
+	}
+
+	acct, err := a.store.AccountByUsername(ctx, username)
+	hash := []byte(acct.KeyHash)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		hash = a.dummyHash
+	case err != nil:
+		return store.Account{}, err
+	}
+	var match bool
+	if slotErr := a.withSlot(ctx, func() {
+		match = bcrypt.CompareHashAndPassword(hash, []byte(key)) == nil
+	}); slotErr != nil {
+		return store.Account{}, slotErr
+	}
+	if err != nil || !match {
+		return store.Account{}, errForbidden
+	}
+	a.remember(username, digest, acct)
+	return acct, nil
+}
+
+func (a *authenticator) remember(username string, digest [sha256.Size]byte, acct store.Account) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.byUser) >= a.maxEntries {
+		// Evict an arbitrary entry (map order is random): simple, and a
+		// miss only costs one bcrypt.
+		for u, c := range a.byUser {
+			delete(a.byUser, u)
+			delete(a.bySubdomain, c.account.Subdomain)
+			break
+		}
+	}
+	a.byUser[username] = cachedCredential{keyDigest: digest, account: acct}
+	a.bySubdomain[acct.Subdomain] = username
+}
+
+// forget drops cached credentials of an account that was deleted; it is a
+// store subscriber.
+func (a *authenticator) forget(st store.SubdomainState) {
+	if !st.Deleted {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if u, ok := a.bySubdomain[st.Subdomain]; ok {
+		delete(a.byUser, u)
+		delete(a.bySubdomain, st.Subdomain)
+	}
+}
+
+// canonicalUUID accepts every form uuid.Parse does (hyphenated, braced,
+// urn:uuid:, bare hex) and returns the canonical lower-case form.
+func canonicalUUID(s string) (string, bool) {
+	u, err := uuid.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
+}
+
+// validKey: exactly 40 characters of [A-Za-z0-9_-], what /register issues.
+func validKey(k string) bool {
+	return len(k) == 40 && isBase64URL(k)
+}
+
+// validTXT: a DNS-01 value is base64url(SHA-256), 43 characters unpadded.
+func validTXT(t string) bool {
+	return len(t) == 43 && isBase64URL(t)
+}
+
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// allowed reports whether addr may act for an account limited to prefixes.
+func allowed(prefixes []netip.Prefix, addr netip.Addr) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// AddValue makes txt a live value of subdomain. The newest ValuesPerAccount
+// values stay; the insertion sequence (never the wall clock) decides which is
+// oldest. Adding a value that is already live refreshes it as the newest
+// instead of storing a duplicate. Subscribers see the new state before
+// AddValue returns. It returns ErrNotFound when no account owns subdomain.
+func (s *Store) AddValue(ctx context.Context, subdomain, txt string) error {
+	now := s.opts.Now()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	values, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ? AND value = ?`), subdomain, txt); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.dialect.rebind(
+			`INSERT INTO txt_values (subdomain, value, created_at, expires_at) VALUES (?, ?, ?, ?)`),
+			subdomain, txt, now.UnixNano(), now.Add(s.opts.ValueLifetime).UnixNano()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.dialect.rebind(
+			`DELETE FROM txt_values WHERE subdomain = ? AND (expires_at <= ? OR seq NOT IN (
+				SELECT seq FROM txt_values WHERE subdomain = ? ORDER BY seq DESC LIMIT ?))`),
+			subdomain, now.UnixNano(), subdomain, s.opts.ValuesPerAccount)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: add value to %s: %w", subdomain, err)
+	}
+	s.publish(SubdomainState{Subdomain: subdomain, Values: values, Version: s.nextVersion()})
+	return nil
+}
+
+// RemoveValue deletes one value of subdomain. Removing a value that is not
+// there is not an error (cleanup may run twice); an unknown subdomain is
+// ErrNotFound.
+func (s *Store) RemoveValue(ctx context.Context, subdomain, txt string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	values, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ? AND value = ?`), subdomain, txt)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: remove value from %s: %w", subdomain, err)
+	}
+	s.publish(SubdomainState{Subdomain: subdomain, Values: values, Version: s.nextVersion()})
+	return nil
+}
+
+// ClearValues deletes every value of subdomain.
+func (s *Store) ClearValues(ctx context.Context, subdomain string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	values, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ?`), subdomain)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: clear values of %s: %w", subdomain, err)
+	}
+	s.publish(SubdomainState{Subdomain: subdomain, Values: values, Version: s.nextVersion()})
+	return nil
+}
+
+// Values returns the live values of subdomain, oldest first.
+func (s *Store) Values(ctx context.Context, subdomain string) ([]string, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
+	}
+	defer tx.Rollback()
+	if err := s.requireSubdomain(ctx, tx, subdomain); err != nil {
+		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
+	}
+	vs, err := s.liveValues(ctx, tx, subdomain, s.opts.Now())
+	if err != nil {
+		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
+	}
+	return vs, nil
+}
+
+// inTx runs change for an existing subdomain inside a write transaction and
+// returns the subdomain's live values as committed.
+func (s *Store) inTx(ctx context.Context, subdomain string, change func(*sql.Tx) error) ([]string, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if err := s.requireSubdomain(ctx, tx, subdomain); err != nil {
+		return nil, err
+	}
+	if err := change(tx); err != nil {
+		return nil, err
+	}
+	values, err := s.liveValues(ctx, tx, subdomain, s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return values, nil
+}
+
+func (s *Store) requireSubdomain(ctx context.Context, tx *sql.Tx, subdomain string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, s.dialect.rebind(`SELECT 1 FROM accounts WHERE subdomain = ?`), subdomain).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+func (s *Store) liveValues(ctx context.Context, tx *sql.Tx, subdomain string, now time.Time) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, s.dialect.rebind(
+		`SELECT value FROM txt_values WHERE subdomain = ? AND expires_at > ? ORDER BY seq`), subdomain, now.UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var values []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		values = append(values, v)
+	}
+	return values, rows.Err()
+}
+
+// ExpireValues deletes values whose lifetime has passed and publishes the
+// new state of each subdomain it touched.
+func (s *Store) ExpireValues(ctx context.Context) error {
+	now := s.opts.Now()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: expire values: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, s.dialect.rebind(`SELECT DISTINCT subdomain FROM txt_values WHERE expires_at <= ?`), now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("store: expire values: %w", err)
+	}
+	var touched []string
+	for rows.Next() {
+		var sub string
+		if err := rows.Scan(&sub); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: expire values: %w", err)
+		}
+		touched = append(touched, sub)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: expire values: %w", err)
+	}
+	if len(touched) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE expires_at <= ?`), now.UnixNano()); err != nil {
+		return fmt.Errorf("store: expire values: %w", err)
+	}
+	states := make([]SubdomainState, 0, len(touched))
+	for _, sub := range touched {
+		values, err := s.liveValues(ctx, tx, sub, now)
+		if err != nil {
+			return fmt.Errorf("store: expire values: %w", err)
+		}
+		states = append(states, SubdomainState{Subdomain: sub, Values: values})
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: expire values: commit: %w", err)
+	}
+	for i := range states {
+		states[i].Version = s.nextVersion()
+	}
+	s.publish(states...)
+	s.log.Debug("values expired", "subdomains", len(states))
+	return nil
+}
+
+// RunExpiry calls ExpireValues every interval until ctx ends. Values are also
+// filtered by expiry when read, so the interval only bounds how long an
+// expired value may still be answered in DNS.
+func (s *Store) RunExpiry(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.ExpireValues(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("expiring values failed", "err", err)
+			}
+		}
+	}
+}
+
+// Load streams the state of every subdomain (accounts without values
+// included, since their names exist) to fn, reading each account once. It is
+// how the DNS view is built at start.
+func (s *Store) Load(ctx context.Context, fn func(SubdomainState) error) error {
+	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(
+		`SELECT a.subdomain, v.value FROM accounts a
+		 LEFT JOIN txt_values v ON v.subdomain = a.subdomain AND v.expires_at > ?
+		 ORDER BY a.subdomain, v.seq`), s.opts.Now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("store: load: %w", err)
+	}
+	defer rows.Close()
+	var cur *SubdomainState
+	for rows.Next() {
+		var (
+			sub string
+			val sql.NullString
+		)
+		if err := rows.Scan(&sub, &val); err != nil {
+			return fmt.Errorf("store: load: %w", err)
+		}
+		if cur == nil || cur.Subdomain != sub {
+			if cur != nil {
+				if err := fn(*cur); err != nil {
+					return err
+				}
+			}
+			cur = &SubdomainState{Subdomain: sub}
+		}
+		if val.Valid {
+			cur.Values = append(cur.Values, val.String)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: load: %w", err)
+	}
+	if cur != nil {
+		return fn(*cur)
+	}
+	return nil
+}
