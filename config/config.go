@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,7 +48,8 @@ type Zone struct {
 	SOAMinimum *uint32 `toml:"soa_minimum"`
 	// SOATTL is the TTL of the SOA record itself in seconds. Default 300.
 	SOATTL *uint32 `toml:"soa_ttl"`
-	// NSTTL is the TTL of NS and static records without their own TTL. Default 3600.
+	// DefaultTTL is the TTL of the NS record and of static records written
+	// without one. Default 3600.
 	DefaultTTL *uint32 `toml:"default_ttl"`
 
 	// ParsedRecords are Records parsed; filled by Load.
@@ -68,8 +70,35 @@ type DNS struct {
 type API struct {
 	// Listen are host:port addresses for plain HTTP.
 	Listen []string `toml:"listen"`
-	// BcryptCost for new API keys; at least 10. Default 12.
+	// BcryptCost for new API keys, 10 to 16. Default 10, acme-dns's, so
+	// imported and new hashes cost the same to check.
 	BcryptCost int `toml:"bcrypt_cost"`
+
+	// Registration is who may POST /register: "open" (default, acme-dns's
+	// behaviour), "token" (a pre-shared token is required) or "closed" (only
+	// `delegated account add` creates accounts).
+	Registration string `toml:"registration"`
+	// RegistrationTokenFile holds the token for registration = "token"
+	// (relative to the config folder). The environment variable
+	// DELEGATED_REGISTRATION_TOKEN is the alternative; cmd reads it at start.
+	RegistrationTokenFile string `toml:"registration_token_file"`
+	// RegisterRate limits registrations per source address, as "N/unit"
+	// with unit s, m, h or d (e.g. "10/h"). Default "" (no limit).
+	RegisterRate string `toml:"register_rate"`
+	// TrustedProxies are CIDRs of reverse proxies whose X-Forwarded-For is
+	// believed. Default none: the TCP peer is the client.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// TrustedProxyPrefixes are TrustedProxies parsed; filled by Load.
+	TrustedProxyPrefixes []netip.Prefix `toml:"-"`
+	// TLS is "none" (default, plain HTTP) or "files" (CertFile and KeyFile,
+	// reloaded on SIGHUP or when they change).
+	TLS string `toml:"tls"`
+	// CertFile and KeyFile are PEM files for tls = "files" (relative to the
+	// config folder).
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// Metrics serves Prometheus metrics at /metrics. Default true.
+	Metrics *bool `toml:"metrics"`
 }
 
 // Store selects the database.
@@ -147,7 +176,7 @@ func Parse(raw []byte, path string) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, &Error{File: path, Msg: fmt.Sprintf("line %d: %s", pe.Position.Line, pe.Message)}
+			return nil, &Error{File: path, Key: pe.LastKey, Msg: fmt.Sprintf("line %d: %s", pe.Position.Line, pe.Message)}
 		}
 		return nil, &Error{File: path, Msg: err.Error()}
 	}
@@ -244,10 +273,13 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.API.BcryptCost == 0 {
-		c.API.BcryptCost = 12
+		c.API.BcryptCost = 10
 	}
 	if c.API.BcryptCost < 10 || c.API.BcryptCost > 16 {
 		return c.fail("api.bcrypt_cost", "%d is out of range; expected 10 to 16", c.API.BcryptCost)
+	}
+	if err := c.validateAPIExtensions(); err != nil {
+		return err
 	}
 
 	switch c.Store.Driver {
@@ -343,4 +375,96 @@ func ParseRecord(line, origin string, defaultTTL uint32) (dns.RR, error) {
 		return nil, fmt.Errorf("%q: owner %s is outside the zone %s", line, rr.Header().Name, origin)
 	}
 	return rr, nil
+}
+
+// validateAPIExtensions checks the [api] keys of delegated's extensions
+// (registration control, trusted proxies, TLS, metrics).
+func (c *Config) validateAPIExtensions() error {
+	a := &c.API
+	switch a.Registration {
+	case "":
+		a.Registration = "open"
+	case "open", "token", "closed":
+	default:
+		return c.fail("api.registration", "%q is not supported; expected one of \"open\", \"token\", \"closed\"", a.Registration)
+	}
+	if a.RegistrationTokenFile != "" && !filepath.IsAbs(a.RegistrationTokenFile) {
+		a.RegistrationTokenFile = filepath.Join(c.Dir, a.RegistrationTokenFile)
+	}
+	if a.RegisterRate != "" {
+		if _, _, err := ParseRate(a.RegisterRate); err != nil {
+			return c.fail("api.register_rate", "%v", err)
+		}
+	}
+	a.TrustedProxyPrefixes = a.TrustedProxyPrefixes[:0]
+	for i, s := range a.TrustedProxies {
+		s = strings.TrimSpace(s)
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			// A bare address means just that host.
+			addr, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return c.fail(fmt.Sprintf("api.trusted_proxies[%d]", i), "%q is not a CIDR; expected e.g. \"10.0.0.0/8\" or \"::1/128\"", s)
+			}
+			addr = addr.Unmap()
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		a.TrustedProxyPrefixes = append(a.TrustedProxyPrefixes, p.Masked())
+	}
+	switch a.TLS {
+	case "":
+		a.TLS = "none"
+	case "none":
+	case "files":
+		if a.CertFile == "" {
+			return c.fail("api.cert_file", "missing; expected a PEM certificate file when api.tls = \"files\"")
+		}
+		if a.KeyFile == "" {
+			return c.fail("api.key_file", "missing; expected a PEM private key file when api.tls = \"files\"")
+		}
+	default:
+		return c.fail("api.tls", "%q is not supported; expected \"none\" or \"files\"", a.TLS)
+	}
+	if a.CertFile != "" && !filepath.IsAbs(a.CertFile) {
+		a.CertFile = filepath.Join(c.Dir, a.CertFile)
+	}
+	if a.KeyFile != "" && !filepath.IsAbs(a.KeyFile) {
+		a.KeyFile = filepath.Join(c.Dir, a.KeyFile)
+	}
+	if a.Metrics == nil {
+		on := true
+		a.Metrics = &on
+	}
+	return nil
+}
+
+// ParseRate parses a rate "N/unit" — unit s, m, h or d, or a Go duration
+// such as "10m" — into N events per period.
+func ParseRate(s string) (n int, per time.Duration, err error) {
+	bad := fmt.Errorf("%q is not a rate; expected \"N/unit\" such as \"10/h\" (unit s, m, h, d or a duration such as \"10m\")", s)
+	count, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return 0, 0, bad
+	}
+	n, err = strconv.Atoi(count)
+	if err != nil || n <= 0 {
+		return 0, 0, bad
+	}
+	switch unit {
+	case "s":
+		per = time.Second
+	case "m":
+		per = time.Minute
+	case "h":
+		per = time.Hour
+	case "d":
+		per = 24 * time.Hour
+	default:
+		d, derr := time.ParseDuration(unit)
+		if derr != nil || d <= 0 {
+			return 0, 0, bad
+		}
+		per = d
+	}
+	return n, per, nil
 }

@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/mattn/go-sqlite3"
@@ -80,21 +79,4 @@ func (sqliteDialect) migrations() []string {
 		CREATE INDEX txt_values_by_subdomain ON txt_values(subdomain, seq);
 		CREATE INDEX txt_values_by_expiry ON txt_values(expires_at);`,
 	}
-}
-
-// rebindDollar turns '?' placeholders into $1, $2, … for PostgreSQL. Our
-// queries contain no '?' inside string literals.
-func rebindDollar(q string) string {
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(q[i])
-	}
-	return b.String()
 }
