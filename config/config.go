@@ -25,6 +25,8 @@ type Config struct {
 	Store  Store  `toml:"store"`
 	Values Values `toml:"values"`
 	Log    Log    `toml:"log"`
+	// Issuer is the bundled ACME issuer; nil (off) without an [issuer] section.
+	Issuer *Issuer `toml:"issuer"`
 
 	// Dir is the folder of the config file; relative paths resolve against it.
 	Dir string `toml:"-"`
@@ -64,6 +66,13 @@ type DNS struct {
 	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"`
 	// MaxTCPConnections bounds concurrent TCP connections per listener. Default 1000.
 	MaxTCPConnections int `toml:"max_tcp_connections"`
+	// RRLRate enables response rate limiting over UDP: at most this many
+	// responses per second to one /24 (IPv4) or /56 (IPv6). Default 0: off.
+	RRLRate int `toml:"rrl_rate"`
+	// RRLSlip: every RRLSlip-th limited response is sent truncated (TC=1) so
+	// genuine resolvers retry over TCP; the others are dropped. 0 drops all,
+	// 1 truncates all. Default 2, as NSD and Knot.
+	RRLSlip *int `toml:"rrl_slip"`
 }
 
 // API configures the HTTP API.
@@ -103,10 +112,16 @@ type API struct {
 
 // Store selects the database.
 type Store struct {
-	// Driver is "sqlite3".
+	// Driver is "sqlite3" (default) or "postgres" (several instances
+	// sharing one database).
 	Driver string `toml:"driver"`
-	// DSN is the SQLite file path (relative to the config folder).
+	// DSN is the SQLite file path (relative to the config folder), or for
+	// postgres a postgres:// URL or key=value connection string.
 	DSN string `toml:"dsn"`
+	// Confirm is "" (default: /update returns once this instance serves
+	// the value) or "all" (postgres only: once every live instance does,
+	// waiting at most a few seconds).
+	Confirm string `toml:"confirm"`
 }
 
 // Values controls how challenge values are kept.
@@ -263,6 +278,16 @@ func (c *Config) validate() error {
 	if c.DNS.MaxTCPConnections < 0 {
 		return c.fail("dns.max_tcp_connections", "must be positive")
 	}
+	if c.DNS.RRLRate < 0 || c.DNS.RRLRate > 1_000_000 {
+		return c.fail("dns.rrl_rate", "%d is out of range; expected responses per second per client prefix, 1 to 1000000, or 0 (off)", c.DNS.RRLRate)
+	}
+	if c.DNS.RRLSlip == nil {
+		slip := 2
+		c.DNS.RRLSlip = &slip
+	}
+	if *c.DNS.RRLSlip < 0 || *c.DNS.RRLSlip > 100 {
+		return c.fail("dns.rrl_slip", "%d is out of range; expected 0 (drop every limited response) to 100", *c.DNS.RRLSlip)
+	}
 
 	if len(c.API.Listen) == 0 {
 		c.API.Listen = []string{"127.0.0.1:8053"}
@@ -285,15 +310,32 @@ func (c *Config) validate() error {
 	switch c.Store.Driver {
 	case "":
 		c.Store.Driver = "sqlite3"
-	case "sqlite3":
+	case "sqlite3", "postgres":
 	default:
-		return c.fail("store.driver", "%q is not supported; expected \"sqlite3\"", c.Store.Driver)
+		return c.fail("store.driver", "%q is not supported; expected \"sqlite3\" or \"postgres\"", c.Store.Driver)
 	}
-	if c.Store.DSN == "" {
-		c.Store.DSN = "delegated.db"
+	if c.Store.Driver == "postgres" {
+		// A connection string, never a path: not resolved against the
+		// config folder.
+		if c.Store.DSN == "" {
+			return c.fail("store.dsn", "is required with driver \"postgres\"; expected e.g. \"postgres://delegated@db.internal/delegated\"")
+		}
+	} else {
+		if c.Store.DSN == "" {
+			c.Store.DSN = "delegated.db"
+		}
+		if !filepath.IsAbs(c.Store.DSN) {
+			c.Store.DSN = filepath.Join(c.Dir, c.Store.DSN)
+		}
 	}
-	if !filepath.IsAbs(c.Store.DSN) {
-		c.Store.DSN = filepath.Join(c.Dir, c.Store.DSN)
+	switch c.Store.Confirm {
+	case "":
+	case "all":
+		if c.Store.Driver != "postgres" {
+			return c.fail("store.confirm", "\"all\" needs driver \"postgres\" (a single SQLite instance always confirms)")
+		}
+	default:
+		return c.fail("store.confirm", "%q is not supported; expected \"all\" or nothing", c.Store.Confirm)
 	}
 
 	if c.Values.PerAccount == 0 {
@@ -309,6 +351,9 @@ func (c *Config) validate() error {
 		return c.fail("values.lifetime", "%s is too short; expected at least \"1m\" (a CA may validate minutes after the update)", c.Values.Lifetime.Duration)
 	}
 
+	if err := c.validateIssuer(); err != nil {
+		return err
+	}
 	switch c.Log.Format {
 	case "":
 		c.Log.Format = "text"

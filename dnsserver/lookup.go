@@ -72,8 +72,8 @@ func (s *Server) lookup(qname string, qtype uint16) (result, sections) {
 	if dns.CountLabel(qname) == z.originLbls+1 {
 		label := qname[:strings.IndexByte(qname, '.')]
 		if e, ok := s.view.lookup(label); ok {
-			if (qtype == dns.TypeTXT || qtype == dns.TypeANY) && len(e.values) > 0 {
-				return success, sections{answer: s.txtRRs(qname, e.values)}
+			if (qtype == dns.TypeTXT || qtype == dns.TypeANY) && e.hasValues() {
+				return success, sections{answer: s.txtRRs(qname, e.values())}
 			}
 			return noData, sections{ns: []dns.RR{z.negativeSOA(serial)}}
 		}
@@ -105,7 +105,7 @@ func (s *Server) staticAnswer(qname string, qtype uint16, node *staticNode, seri
 			return success, sections{answer: answer, extra: extra}
 		}
 		if cname, ok := node.rrsets[dns.TypeCNAME]; ok {
-			return success, sections{answer: copyRRs(cname)}
+			return success, sections{answer: z.chase(copyRRs(cname), qtype)}
 		}
 	}
 	return noData, sections{ns: []dns.RR{z.negativeSOA(serial)}}
@@ -116,7 +116,7 @@ func (s *Server) txtRRs(owner string, values []string) []dns.RR {
 	for i, v := range values {
 		rrs[i] = &dns.TXT{
 			Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: s.zone.cfg.TXTTTL},
-			Txt: []string{v},
+			Txt: splitTXT(v),
 		}
 	}
 	return rrs
@@ -128,4 +128,44 @@ func copyRRs(rrs []dns.RR) []dns.RR {
 		out[i] = dns.Copy(rr)
 	}
 	return out
+}
+
+// chase follows a CNAME chain through the static zone and appends what the
+// targets hold of qtype, as an authoritative server does (RFC 1034 §4.3.2);
+// a target outside the zone or in the view is left to the resolver. The
+// hop limit guards against configured loops.
+func (z *zone) chase(answer []dns.RR, qtype uint16) []dns.RR {
+	for range 8 {
+		cname, ok := answer[len(answer)-1].(*dns.CNAME)
+		if !ok {
+			return answer
+		}
+		node, ok := z.nodes[strings.ToLower(cname.Target)]
+		if !ok {
+			return answer
+		}
+		if rrs, ok := node.rrsets[qtype]; ok {
+			return append(answer, copyRRs(rrs)...)
+		}
+		next, ok := node.rrsets[dns.TypeCNAME]
+		if !ok {
+			return answer
+		}
+		answer = append(answer, copyRRs(next)...)
+	}
+	return answer
+}
+
+// splitTXT cuts a value into character-strings of at most 255 bytes, the
+// wire limit; a client reads them back concatenated (RFC 7208 §3.3 style).
+func splitTXT(v string) []string {
+	if len(v) <= 255 {
+		return []string{v}
+	}
+	var parts []string
+	for len(v) > 255 {
+		parts = append(parts, v[:255])
+		v = v[255:]
+	}
+	return append(parts, v)
 }

@@ -2,6 +2,12 @@
 // delegated serves. Answers come from the static zone built at start and
 // from a View that the store keeps current; a query never touches the
 // database and never takes a lock a writer holds.
+//
+// UDP is served by our own reader loops (udp.go), which answer the hot
+// query — a registered subdomain's TXT values — straight from the view into
+// a reused buffer (fastpath.go) and hand everything else to miekg/dns's
+// message path (answer, below). TCP is served by miekg/dns's server, which
+// calls the same answer.
 package dnsserver
 
 import (
@@ -10,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -31,20 +38,37 @@ type Options struct {
 	TCPIdleTimeout time.Duration
 	// MaxTCPConnections bounds open TCP connections per address. Default 1000.
 	MaxTCPConnections int
+	// UDPReaders is the number of UDP sockets (SO_REUSEPORT on Linux) and
+	// reader goroutines per address. Default GOMAXPROCS.
+	UDPReaders int
+	// RRLRate enables response rate limiting over UDP: at most this many
+	// responses per second to one source prefix (/24 IPv4, /56 IPv6).
+	// Default 0: off.
+	RRLRate int
+	// RRLSlip: every RRLSlip-th response over the limit is sent truncated
+	// (TC=1, no records) so a real resolver retries over TCP; the others
+	// are dropped. 0 drops them all; 1 truncates them all. Default 0
+	// (config applies 2, as NSD and Knot do).
+	RRLSlip int
+	// Now is the clock for rate limiting; default time.Now.
+	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
 
 // Server answers DNS queries for one zone.
 type Server struct {
-	opts Options
-	zone *zone
-	view *View
-	log  *slog.Logger
+	opts   Options
+	zone   *zone
+	view   *View
+	log    *slog.Logger
+	rrl    *rrl // nil when rate limiting is off
+	counts queryCounts
 
-	mu      sync.Mutex
-	servers []*dns.Server
-	addrs   []string
+	mu    sync.Mutex
+	tcp   []*dns.Server
+	udp   []*udpListener
+	addrs []string
 }
 
 // New builds a server for zc whose dynamic names come from view.
@@ -55,6 +79,15 @@ func New(opts Options, zc ZoneConfig, view *View) (*Server, error) {
 	if opts.MaxTCPConnections <= 0 {
 		opts.MaxTCPConnections = 1000
 	}
+	if opts.UDPReaders <= 0 {
+		opts.UDPReaders = runtime.GOMAXPROCS(0)
+	}
+	if opts.RRLRate < 0 || opts.RRLSlip < 0 {
+		return nil, fmt.Errorf("dnsserver: rate limit %d/s slip %d: must not be negative", opts.RRLRate, opts.RRLSlip)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -62,7 +95,11 @@ func New(opts Options, zc ZoneConfig, view *View) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{opts: opts, zone: z, view: view, log: opts.Logger.With("component", "dns")}, nil
+	s := &Server{opts: opts, zone: z, view: view, log: opts.Logger.With("component", "dns")}
+	if opts.RRLRate > 0 {
+		s.rrl = newRRL(opts.RRLRate, opts.RRLSlip, opts.Now)
+	}
+	return s, nil
 }
 
 // Start binds every listen address (UDP and TCP) and serves in the
@@ -70,44 +107,49 @@ func New(opts Options, zc ZoneConfig, view *View) (*Server, error) {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var started []*dns.Server
+	var (
+		tcps []*dns.Server
+		udps []*udpListener
+	)
 	fail := func(err error) error {
-		for _, srv := range started {
-			srv.Shutdown()
+		for _, srv := range tcps {
+			_ = srv.Shutdown()
+		}
+		for _, u := range udps {
+			u.close()
 		}
 		return err
 	}
 	for _, addr := range s.opts.Listen {
-		pc, ln, err := bindBoth(addr)
+		pcs, ln, err := bindBoth(addr, s.opts.UDPReaders)
 		if err != nil {
 			return fail(fmt.Errorf("dnsserver: listen on %s: %w", addr, err))
 		}
 		idle := s.opts.TCPIdleTimeout
-		udp := &dns.Server{PacketConn: pc, Handler: s, MsgAcceptFunc: acceptQuery}
 		tcp := &dns.Server{
 			Listener:      netutil.LimitListener(ln, s.opts.MaxTCPConnections),
 			Handler:       s,
-			MsgAcceptFunc: acceptQuery,
+			MsgAcceptFunc: s.acceptQuery,
 			IdleTimeout:   func() time.Duration { return idle },
 			ReadTimeout:   idle,
 			WriteTimeout:  idle,
 			MaxTCPQueries: -1,
 		}
-		for _, srv := range []*dns.Server{udp, tcp} {
-			ready := make(chan struct{})
-			srv.NotifyStartedFunc = func() { close(ready) }
-			go func() {
-				if err := srv.ActivateAndServe(); err != nil {
-					s.log.Error("dns listener stopped", "addr", addr, "err", err)
-				}
-			}()
-			<-ready
-			started = append(started, srv)
-		}
-		s.addrs = append(s.addrs, pc.LocalAddr().String())
-		s.log.Info("dns listening", "addr", pc.LocalAddr().String(), "zone", s.zone.origin)
+		ready := make(chan struct{})
+		tcp.NotifyStartedFunc = func() { close(ready) }
+		go func() {
+			if err := tcp.ActivateAndServe(); err != nil {
+				s.log.Error("dns tcp listener stopped", "addr", addr, "err", err)
+			}
+		}()
+		<-ready
+		tcps = append(tcps, tcp)
+		u := s.serveUDP(pcs)
+		udps = append(udps, u)
+		s.addrs = append(s.addrs, pcs[0].LocalAddr().String())
+		s.log.Info("dns listening", "addr", pcs[0].LocalAddr().String(), "zone", s.zone.origin, "udp_readers", len(pcs), "rrl_rate", s.opts.RRLRate)
 	}
-	s.servers = started
+	s.tcp, s.udp = tcps, udps
 	return nil
 }
 
@@ -121,12 +163,20 @@ func (s *Server) Addrs() []string {
 // Shutdown stops accepting, lets in-flight queries finish until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers := s.servers
-	s.servers = nil
+	tcps, udps := s.tcp, s.udp
+	s.tcp, s.udp = nil, nil
 	s.mu.Unlock()
 	var errs []error
-	for _, srv := range servers {
+	for _, u := range udps {
+		u.close()
+	}
+	for _, srv := range tcps {
 		if err := srv.ShutdownContext(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, u := range udps {
+		if err := u.wait(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -136,47 +186,67 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// bindBoth binds UDP and TCP on the same address; with port 0 it retries
-// until one free port is free for both.
-func bindBoth(addr string) (net.PacketConn, net.Listener, error) {
+// bindBoth binds TCP and n UDP sockets on the same address; with port 0 it
+// retries until one port is free for both.
+func bindBoth(addr string, n int) ([]net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
 	for range 20 {
-		pc, err := net.ListenPacket("udp", addr)
+		pcs, err := listenUDP(addr, n)
 		if err != nil {
 			return nil, nil, err
 		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		ln, err := net.Listen("tcp", pcs[0].LocalAddr().String())
 		if err == nil {
-			return pc, ln, nil
+			return pcs, ln, nil
 		}
-		pc.Close()
-		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+		if port != "0" {
 			return nil, nil, err
 		}
 	}
 	return nil, nil, errors.New("no port free for both UDP and TCP")
 }
 
-// acceptQuery decides, from the header alone, what reaches ServeDNS:
-// responses are dropped (never answer an answer: reflection loops), a
-// question count other than one is FORMERR, and opcodes we do not serve get
-// NOTIMP except UPDATE and NOTIFY, which ServeDNS refuses explicitly.
-func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
-	const qrBit = 1 << 15
-	if dh.Bits&qrBit != 0 {
+// qrBit is the header's response flag.
+const qrBit = 1 << 15
+
+// acceptQuery decides, from the header alone, what reaches ServeDNS over
+// TCP (UDP applies the same rules in handlePacket): responses are dropped
+// (never answer an answer: reflection loops), a question count other than
+// one is FORMERR, and opcodes we do not serve get NOTIMP except UPDATE and
+// NOTIFY, which answer refuses explicitly.
+func (s *Server) acceptQuery(dh dns.Header) dns.MsgAcceptAction {
+	act := headerAction(dh.Bits, dh.Qdcount)
+	switch act {
+	case dns.MsgReject:
+		s.counts.add(qtypeNone, dns.RcodeFormatError)
+	case dns.MsgRejectNotImplemented:
+		s.counts.add(qtypeNone, dns.RcodeNotImplemented)
+	}
+	return act
+}
+
+func headerAction(bits, qdcount uint16) dns.MsgAcceptAction {
+	if bits&qrBit != 0 {
 		return dns.MsgIgnore
 	}
-	switch int(dh.Bits>>11) & 0xF {
+	switch int(bits>>11) & 0xF {
 	case dns.OpcodeQuery, dns.OpcodeUpdate, dns.OpcodeNotify:
 	default:
 		return dns.MsgRejectNotImplemented
 	}
-	if dh.Qdcount != 1 {
+	if qdcount != 1 {
 		return dns.MsgReject
 	}
 	return dns.MsgAccept
 }
 
-// ServeDNS implements dns.Handler.
+// ServeDNS implements dns.Handler (the TCP path).
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -186,7 +256,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			_ = w.WriteMsg(m)
 		}
 	}()
-	m := s.answer(r, isTCP(w))
+	m := s.answer(r, true)
 	if m == nil {
 		return
 	}
@@ -195,23 +265,30 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-func isTCP(w dns.ResponseWriter) bool {
-	_, ok := w.RemoteAddr().(*net.TCPAddr)
-	return ok
+// answer builds the reply to r; nil means send nothing. It counts the reply.
+func (s *Server) answer(r *dns.Msg, tcp bool) *dns.Msg {
+	m := s.buildAnswer(r, tcp)
+	qt := uint16(qtypeNone)
+	if len(r.Question) > 0 {
+		qt = r.Question[0].Qtype
+	}
+	s.counts.add(qt, m.Rcode)
+	return m
 }
 
-// answer builds the reply to r; nil means send nothing.
-func (s *Server) answer(r *dns.Msg, tcp bool) *dns.Msg {
+func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.RecursionAvailable = false
 	m.Authoritative = false
+	m.AuthenticatedData = false
 	opt := r.IsEdns0()
+	var replyOpt *dns.OPT
 	if opt != nil {
-		reply := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
-		reply.SetUDPSize(ednsBufferSize)
-		reply.SetDo(opt.Do())
-		m.Extra = append(m.Extra, reply)
+		replyOpt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		replyOpt.SetUDPSize(ednsBufferSize)
+		replyOpt.SetDo(opt.Do())
+		m.Extra = append(m.Extra, replyOpt)
 		if opt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
 			return m
@@ -219,6 +296,10 @@ func (s *Server) answer(r *dns.Msg, tcp bool) *dns.Msg {
 	}
 	if r.Opcode != dns.OpcodeQuery {
 		m.Rcode = dns.RcodeRefused
+		return m
+	}
+	if len(r.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
 		return m
 	}
 	q := r.Question[0]
@@ -257,5 +338,18 @@ func (s *Server) answer(r *dns.Msg, tcp bool) *dns.Msg {
 		}
 	}
 	m.Truncate(size)
+	if m.Truncated {
+		// A partial RRset is of no use (RFC 2181 §9): send none, with TC,
+		// and the client asks again over TCP.
+		m.Answer, m.Ns = nil, nil
+		m.Extra = nil
+		if replyOpt != nil {
+			m.Extra = []dns.RR{replyOpt}
+		}
+	}
+	// Truncate turns compression off when the reply fits uncompressed; we
+	// always compress, which keeps replies small and owner names pointing
+	// at the question (whose case the client chose).
+	m.Compress = true
 	return m
 }

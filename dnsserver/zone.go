@@ -39,6 +39,9 @@ type staticNode struct {
 type zone struct {
 	origin     string
 	originLbls int
+	// originWire is origin in wire format without the root label, for the
+	// fast path's suffix match.
+	originWire []byte
 	cfg        ZoneConfig
 	// nodes are keyed by lower-case FQDN; empty non-terminals have a node
 	// with no RRsets, so that they answer NODATA rather than NXDOMAIN.
@@ -60,6 +63,12 @@ func newZone(cfg ZoneConfig) (*zone, error) {
 		nodes:      map[string]*staticNode{},
 		cuts:       map[string]bool{},
 	}
+	wire := make([]byte, 256)
+	wl, err := dns.PackDomainName(origin, wire, 0, nil, false)
+	if err != nil {
+		return nil, fmt.Errorf("dnsserver: zone origin %q: %w", cfg.Origin, err)
+	}
+	z.originWire = wire[:wl-1]
 	z.apex = z.node(origin)
 	nsName := strings.ToLower(dns.Fqdn(cfg.NSName))
 	z.add(&dns.NS{Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: cfg.NSTTL}, Ns: nsName})

@@ -6,17 +6,20 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/delegated/delegated/store"
 )
@@ -25,7 +28,11 @@ import (
 type Store interface {
 	CreateAccount(ctx context.Context, a store.Account) error
 	AccountByUsername(ctx context.Context, username string) (store.Account, error)
+	DeleteAccount(ctx context.Context, username string) error
 	AddValue(ctx context.Context, subdomain, txt string) error
+	RemoveValue(ctx context.Context, subdomain, txt string) error
+	ClearValues(ctx context.Context, subdomain string) error
+	Republish(ctx context.Context, subdomain string) error
 	Ping(ctx context.Context) error
 	Subscribe(fn func(store.SubdomainState)) (cancel func())
 }
@@ -51,6 +58,34 @@ type Options struct {
 	CredentialCacheSize int
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+
+	// Registration is who may POST /register. Default RegistrationOpen.
+	Registration RegistrationMode
+	// RegistrationToken is the pre-shared token for RegistrationToken mode.
+	RegistrationToken string
+	// RegisterRate and RegisterPer limit registrations per source address
+	// (IPv6: per /64) to RegisterRate per RegisterPer. Zero: no limit.
+	RegisterRate int
+	RegisterPer  time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// TLSCertFile and TLSKeyFile, when set, make every listener HTTPS. The
+	// pair is reloaded when TLSReload receives or when either file's mtime or
+	// size changes (checked every TLSCheckInterval, default 30s).
+	TLSCertFile      string
+	TLSKeyFile       string
+	TLSReload        <-chan struct{}
+	TLSCheckInterval time.Duration
+	// Metrics, when not nil, receives the API's metrics and is served at
+	// /metrics. A registry of the caller's, never the global one.
+	Metrics *prometheus.Registry
+	// DNSQueries, when not nil, is exported as delegated_dns_queries_total.
+	DNSQueries QueryCounter
+	// Now is the clock for rate limiting; default time.Now.
+	Now func() time.Time
+	// Operator, when not nil, serves /v1/ on the HTTP listener: the
+	// operator API's TokenHandler (it requires its bearer token).
+	Operator http.Handler
 }
 
 // API is the HTTP API.
@@ -62,9 +97,17 @@ type API struct {
 	router *httprouter.Router
 	unsub  func()
 
-	mu      sync.Mutex
-	servers []*http.Server
-	addrs   []string
+	trusted   []netip.Prefix
+	regLimit  *rateLimiter
+	regDigest [sha256.Size]byte
+	metrics   *apiMetrics
+	certs     *certReloader
+
+	mu         sync.Mutex
+	servers    []*http.Server
+	addrs      []string
+	stopReload context.CancelFunc
+	reloadDone chan struct{}
 }
 
 // New builds the API on st.
@@ -85,11 +128,51 @@ func New(opts Options, st Store) (*API, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	auth, err := newAuthenticator(st, opts.BcryptCost, opts.BcryptConcurrency, opts.CredentialCacheSize)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.TLSCheckInterval <= 0 {
+		opts.TLSCheckInterval = 30 * time.Second
+	}
+	switch opts.Registration {
+	case RegistrationOpen, RegistrationClosed:
+	case RegistrationToken:
+		if opts.RegistrationToken == "" {
+			return nil, errors.New("httpapi: registration mode \"token\" needs a registration token")
+		}
+	default:
+		return nil, fmt.Errorf("httpapi: unknown registration mode %d", opts.Registration)
+	}
+	a := &API{
+		opts:      opts,
+		log:       opts.Logger.With("component", "api"),
+		trusted:   opts.TrustedProxies,
+		regDigest: sha256.Sum256([]byte(opts.RegistrationToken)),
+	}
+	reg := opts.Metrics
+	if reg == nil {
+		// Instrumentation stays on (it is cheap) but nothing serves it.
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newAPIMetrics(reg, st, opts.DNSQueries)
 	if err != nil {
 		return nil, err
 	}
-	a := &API{opts: opts, store: st, log: opts.Logger.With("component", "api"), auth: auth}
+	a.metrics = m
+	a.store = instrumentStore(st, m)
+	if opts.RegisterRate > 0 && opts.RegisterPer > 0 {
+		a.regLimit = newRateLimiter(opts.RegisterRate, opts.RegisterPer, opts.Now)
+	}
+	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
+		if a.certs, err = newCertReloader(opts.TLSCertFile, opts.TLSKeyFile, a.log); err != nil {
+			return nil, err
+		}
+	}
+	auth, err := newAuthenticator(a.store, opts.BcryptCost, opts.BcryptConcurrency, opts.CredentialCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	a.auth = auth
 	a.unsub = st.Subscribe(auth.forget)
 	a.router = a.routes()
 	return a, nil
@@ -98,16 +181,40 @@ func New(opts Options, st Store) (*API, error) {
 // routes is the one place that lists every endpoint.
 func (a *API) routes() *httprouter.Router {
 	r := httprouter.New()
-	r.POST("/register", a.register)
-	r.POST("/update", a.update)
-	r.GET("/health", a.health)
-	r.HEAD("/health", a.health)
-	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	in := a.metrics.instrument
+	// §1, the acme-dns-compatible surface.
+	r.POST("/register", in("register", a.register))
+	r.POST("/update", in("update", a.update))
+	r.GET("/health", in("health", a.health))
+	r.HEAD("/health", in("health", a.health))
+	// §2, extensions: lego httpreq.
+	r.POST("/present", in("present", a.present))
+	r.POST("/cleanup", in("cleanup", a.cleanup))
+	// §2, extensions: deletion. Each has a POST form for clients that
+	// cannot send DELETE with a body.
+	r.DELETE("/update", in("delete_value", a.deleteValue))
+	r.POST("/delete", in("delete_value", a.deleteValue))
+	r.POST("/clear", in("clear", a.clearValues))
+	r.DELETE("/register", in("deregister", a.deregister))
+	r.POST("/deregister", in("deregister", a.deregister))
+	r.POST("/sync", in("sync", a.sync))
+	if a.opts.Metrics != nil {
+		r.Handler(http.MethodGet, "/metrics", a.metrics.handler(a.opts.Metrics))
+	}
+	// The operator API (operator.go), when mounted; it checks its own token.
+	if a.opts.Operator != nil {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+			r.Handler(m, "/v1/*path", a.opts.Operator)
+		}
+	}
+	notFound := in("other", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		writeError(w, http.StatusNotFound, "not_found")
 	})
-	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	notAllowed := in("other", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed")
 	})
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { notFound(w, req, nil) })
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { notAllowed(w, req, nil) })
 	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, p any) {
 		a.log.Error("panic in handler", "path", req.URL.Path, "panic", p)
 		writeError(w, http.StatusInternalServerError, "internal_error")
@@ -133,6 +240,15 @@ func (a *API) Start() error {
 		}
 		lns = append(lns, ln)
 	}
+	if a.certs != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stopReload = cancel
+		a.reloadDone = make(chan struct{})
+		go func() {
+			defer close(a.reloadDone)
+			a.certs.run(ctx, a.opts.TLSCheckInterval, a.opts.TLSReload)
+		}()
+	}
 	for _, ln := range lns {
 		srv := &http.Server{
 			Handler:           a.router,
@@ -143,11 +259,21 @@ func (a *API) Start() error {
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 		}
+		if a.certs != nil {
+			srv.TLSConfig = a.certs.tlsConfig()
+		}
 		a.servers = append(a.servers, srv)
 		a.addrs = append(a.addrs, ln.Addr().String())
-		a.log.Info("api listening", "addr", ln.Addr().String())
+		a.log.Info("api listening", "addr", ln.Addr().String(), "tls", a.certs != nil)
 		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if srv.TLSConfig != nil {
+				// Empty file names: the certificate comes from GetCertificate.
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error("api listener stopped", "addr", ln.Addr().String(), "err", err)
 			}
 		}()
@@ -167,7 +293,13 @@ func (a *API) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	servers := a.servers
 	a.servers = nil
+	stopReload, reloadDone := a.stopReload, a.reloadDone
+	a.stopReload, a.reloadDone = nil, nil
 	a.mu.Unlock()
+	if stopReload != nil {
+		stopReload()
+		<-reloadDone
+	}
 	var errs []error
 	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil {

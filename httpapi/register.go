@@ -18,9 +18,10 @@ type registerRequest struct {
 	AllowFrom []string `json:"allowfrom"`
 }
 
-// registerResponse's field order is the contract: acme.sh reads it with
-// line-based sed, so it must stay one compact line in this order.
-type registerResponse struct {
+// Credentials is the /register reply. Its field order is the contract:
+// acme.sh reads it with line-based sed, so it must stay one compact line in
+// this order.
+type Credentials struct {
 	Username   string   `json:"username"`
 	Password   string   `json:"password"`
 	Fulldomain string   `json:"fulldomain"`
@@ -28,7 +29,12 @@ type registerResponse struct {
 	AllowFrom  []string `json:"allowfrom"`
 }
 
+type registerResponse = Credentials
+
 func (a *API) register(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if !a.admitRegistration(w, r) {
+		return
+	}
 	body, err := readBody(w, r)
 	if err != nil {
 		writeBodyError(w, err)

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"net/netip"
 	"strings"
 
 	"github.com/julienschmidt/httprouter"
@@ -45,8 +44,8 @@ func (a *API) update(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		writeError(w, http.StatusInternalServerError, "db_error")
 		return
 	}
-	peer, err := peerAddr(r)
-	if err != nil || !allowed(acct.AllowFrom, peer) {
+	peer, ok := a.clientAddr(r)
+	if !ok || !allowed(acct.AllowFrom, peer) {
 		a.log.Info("update refused: source address not allowed", "username", username, "peer", r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, "forbidden")
 		return
@@ -89,14 +88,4 @@ func credentialHeaders(r *http.Request) (username, key string, ok bool) {
 		return "", "", false
 	}
 	return username, keys[0], true
-}
-
-// peerAddr is the address of the TCP peer. (Trusted-proxy handling of
-// X-Forwarded-For belongs here when it is configured.)
-func peerAddr(r *http.Request) (netip.Addr, error) {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	return ap.Addr().Unmap(), nil
 }

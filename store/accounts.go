@@ -23,16 +23,23 @@ func (s *Store) CreateAccount(ctx context.Context, a Account) error {
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	_, err = s.db.ExecContext(ctx, s.dialect.rebind(
-		`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at) VALUES (?, ?, ?, ?, ?)`),
-		a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano())
+	var seq int64
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.dialect.rebind(
+			`INSERT INTO accounts (username, key_hash, subdomain, allow_from, created_at) VALUES (?, ?, ?, ?, ?)`),
+			a.Username, a.KeyHash, a.Subdomain, allow, a.CreatedAt.UnixNano()); err != nil {
+			return err
+		}
+		seq, err = s.recordChange(ctx, tx, a.Subdomain)
+		return err
+	})
 	if err != nil {
 		if s.dialect.isUniqueViolation(err) {
 			return fmt.Errorf("store: create account %s: %w", a.Username, ErrConflict)
 		}
 		return fmt.Errorf("store: create account %s: %w", a.Username, err)
 	}
-	s.publish(SubdomainState{Subdomain: a.Subdomain, Values: nil, Version: s.nextVersion()})
+	s.publish(SubdomainState{Subdomain: a.Subdomain, Values: nil, Version: seq})
 	return nil
 }
 
@@ -78,6 +85,9 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) error {
 		return fmt.Errorf("store: delete account %s: %w", username, err)
 	}
 	defer tx.Rollback()
+	if err := s.lockWrites(ctx, tx); err != nil {
+		return fmt.Errorf("store: delete account %s: %w", username, err)
+	}
 	var subdomain string
 	err = tx.QueryRowContext(ctx, s.dialect.rebind(`SELECT subdomain FROM accounts WHERE username = ?`), username).Scan(&subdomain)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -92,10 +102,14 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) error {
 	if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM accounts WHERE username = ?`), username); err != nil {
 		return fmt.Errorf("store: delete account %s: %w", username, err)
 	}
+	seq, err := s.recordChange(ctx, tx, subdomain)
+	if err != nil {
+		return fmt.Errorf("store: delete account %s: %w", username, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: delete account %s: commit: %w", username, err)
 	}
-	s.publish(SubdomainState{Subdomain: subdomain, Deleted: true, Version: s.nextVersion()})
+	s.publish(SubdomainState{Subdomain: subdomain, Deleted: true, Version: seq})
 	return nil
 }
 
@@ -137,4 +151,24 @@ func decodePrefixes(s string) ([]netip.Prefix, error) {
 		ps = append(ps, p)
 	}
 	return ps, nil
+}
+
+// writeTx runs change in a transaction that holds the write lock, and
+// commits it.
+func (s *Store) writeTx(ctx context.Context, change func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := s.lockWrites(ctx, tx); err != nil {
+		return err
+	}
+	if err := change(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }

@@ -6,11 +6,15 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 )
@@ -42,8 +46,11 @@ type SubdomainState struct {
 	Values []string
 	// Deleted is true when the account was removed: the name stops existing.
 	Deleted bool
-	// Version increases with every committed change in this store; a
-	// subscriber may ignore a state older than one it already applied.
+	// Version is the database's change sequence of this state: it grows
+	// with every committed change, across every instance sharing the
+	// database, so a subscriber may ignore a state older than one it
+	// already applied. States read by Load from a database written before
+	// change sequences existed carry 0.
 	Version int64
 }
 
@@ -57,6 +64,26 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational messages; default slog.Default().
 	Logger *slog.Logger
+
+	// The rest matters only on PostgreSQL, where several instances share
+	// the database.
+
+	// InstanceID names this instance in the instances table (heartbeats and
+	// confirmations). Default: host name, process id and a random suffix.
+	InstanceID string
+	// ConfirmAll makes AddValue wait until every live instance serves the
+	// new value (see ConfirmTimeout). Default false.
+	ConfirmAll bool
+	// ConfirmTimeout bounds that wait; AddValue then returns anyway (the
+	// value is stored) and logs which instances lag. Default 3s.
+	ConfirmTimeout time.Duration
+	// HeartbeatInterval is how often an instance records that it is alive
+	// and following; an instance silent for three intervals is not waited
+	// for. Default 1s.
+	HeartbeatInterval time.Duration
+	// ReconnectDelay is the longest pause between attempts to re-establish
+	// the change feed after a lost connection. Default 2s.
+	ReconnectDelay time.Duration
 }
 
 func (o *Options) applyDefaults() {
@@ -72,6 +99,28 @@ func (o *Options) applyDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.InstanceID == "" {
+		o.InstanceID = defaultInstanceID()
+	}
+	if o.ConfirmTimeout <= 0 {
+		o.ConfirmTimeout = 3 * time.Second
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = time.Second
+	}
+	if o.ReconnectDelay <= 0 {
+		o.ReconnectDelay = 2 * time.Second
+	}
+}
+
+func defaultInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Store is safe for concurrent use.
@@ -85,7 +134,12 @@ type Store struct {
 	// published to subscribers are in commit order. SQLite has one writer
 	// anyway, so it costs no throughput there.
 	writeMu sync.Mutex
-	version int64
+
+	// lockKey is the PostgreSQL advisory lock that orders writes of every
+	// instance using this schema (see lockWrites).
+	lockKey int64
+	// follow is the change feed from other instances; nil on SQLite.
+	follow *follower
 
 	subMu  sync.RWMutex
 	subs   map[int]func(SubdomainState)
@@ -93,7 +147,10 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the store and applies pending schema
-// migrations. driver is "sqlite3"; dsn is the database file path.
+// migrations. driver is "sqlite3" (dsn is the database file path) or
+// "postgres" (dsn is a postgres:// URL or key=value string). On PostgreSQL,
+// Open also starts following the changes other instances make; it fails if
+// it cannot listen for them.
 func Open(ctx context.Context, driver, dsn string, opts Options) (*Store, error) {
 	opts.applyDefaults()
 	d, err := dialectFor(driver)
@@ -105,35 +162,71 @@ func Open(ctx context.Context, driver, dsn string, opts Options) (*Store, error)
 		return nil, fmt.Errorf("store: open %s: %w", driver, err)
 	}
 	s := &Store{db: db, dialect: d, opts: opts, log: opts.Logger.With("component", "store"), subs: map[int]func(SubdomainState){}}
+	var schema string
+	if d.name() == "postgres" {
+		// Instances sharing a schema share its lock and change channel;
+		// other schemas in the same database (tests) stay apart.
+		if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: open postgres: %w", err)
+		}
+		h := fnv.New64a()
+		h.Write([]byte("delegated/" + schema))
+		s.lockKey = int64(h.Sum64())
+	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
+	if d.name() == "postgres" {
+		f, err := startFollower(ctx, s, dsn, "delegated_changes_"+schema)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.follow = f
+	}
 	return s, nil
 }
 
-// Close releases the database. Pending subscriptions receive nothing more.
+// Close stops following other instances and releases the database.
+// Subscribers receive nothing more.
 func (s *Store) Close() error {
+	if s.follow != nil {
+		s.follow.stop()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
 }
 
-// Ping reports whether the store can serve reads and writes.
+// Ping reports whether the store can serve reads and writes and, on
+// PostgreSQL, whether it follows the other instances' changes: while the
+// change feed is down this instance may answer stale values, so it is not
+// healthy even if queries work.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
 	if err := s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
+	if s.follow != nil {
+		if err := s.follow.health(); err != nil {
+			return fmt.Errorf("store: ping: %w", err)
+		}
+	}
 	return nil
 }
 
 // Subscribe registers fn to receive every SubdomainState committed from now
-// on. fn runs synchronously in the writer's goroutine before the write call
-// returns (that is what makes a value served by DNS before /update answers),
-// so it must be fast and must not call back into the Store. The returned
-// func removes the subscription.
+// on. For this instance's writes fn runs synchronously in the writer's
+// goroutine before the write call returns (that is what makes a value served
+// by DNS before /update answers); on PostgreSQL it also runs in the change
+// follower's goroutine for other instances' writes, so calls may be
+// concurrent and may, in rare races, repeat or precede an older state: apply
+// a state only if its Version is not below the one held. fn must be fast
+// and must not call back into the Store. The returned func removes the
+// subscription.
 func (s *Store) Subscribe(fn func(SubdomainState)) (cancel func()) {
 	s.subMu.Lock()
 	id := s.nextID
@@ -147,7 +240,13 @@ func (s *Store) Subscribe(fn func(SubdomainState)) (cancel func()) {
 	}
 }
 
+// publish hands states this instance committed to every subscriber.
 func (s *Store) publish(states ...SubdomainState) {
+	s.deliver(states...)
+}
+
+// deliver hands states to every subscriber.
+func (s *Store) deliver(states ...SubdomainState) {
 	s.subMu.RLock()
 	defer s.subMu.RUnlock()
 	for _, st := range states {
@@ -155,10 +254,4 @@ func (s *Store) publish(states ...SubdomainState) {
 			fn(st)
 		}
 	}
-}
-
-// nextVersion must be called with writeMu held.
-func (s *Store) nextVersion() int64 {
-	s.version++
-	return s.version
 }

@@ -16,8 +16,7 @@ import (
 func (s *Store) AddValue(ctx context.Context, subdomain, txt string) error {
 	now := s.opts.Now()
 	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	values, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ? AND value = ?`), subdomain, txt); err != nil {
 			return err
 		}
@@ -33,9 +32,16 @@ func (s *Store) AddValue(ctx context.Context, subdomain, txt string) error {
 		return err
 	})
 	if err != nil {
+		s.writeMu.Unlock()
 		return fmt.Errorf("store: add value to %s: %w", subdomain, err)
 	}
-	s.publish(SubdomainState{Subdomain: subdomain, Values: values, Version: s.nextVersion()})
+	s.publish(st)
+	// Wait outside the lock: other writes need not queue behind the
+	// confirmation of this one.
+	s.writeMu.Unlock()
+	if s.opts.ConfirmAll && s.follow != nil {
+		s.waitConfirmed(ctx, st.Version)
+	}
 	return nil
 }
 
@@ -45,14 +51,14 @@ func (s *Store) AddValue(ctx context.Context, subdomain, txt string) error {
 func (s *Store) RemoveValue(ctx context.Context, subdomain, txt string) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	values, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ? AND value = ?`), subdomain, txt)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("store: remove value from %s: %w", subdomain, err)
 	}
-	s.publish(SubdomainState{Subdomain: subdomain, Values: values, Version: s.nextVersion()})
+	s.publish(st)
 	return nil
 }
 
@@ -60,15 +66,41 @@ func (s *Store) RemoveValue(ctx context.Context, subdomain, txt string) error {
 func (s *Store) ClearValues(ctx context.Context, subdomain string) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	values, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ?`), subdomain)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("store: clear values of %s: %w", subdomain, err)
 	}
-	s.publish(SubdomainState{Subdomain: subdomain, Values: values, Version: s.nextVersion()})
+	s.publish(st)
 	return nil
+}
+
+// Republish re-reads subdomain's committed state and hands it to
+// subscribers, in commit order with every other write, changing no data. A
+// process that wrote to the database outside this Store (the CLI's
+// `account add` on SQLite) asks the daemon for it so its DNS view learns of
+// the account at once.
+func (s *Store) Republish(ctx context.Context, subdomain string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	st, err := s.inTx(ctx, subdomain, func(*sql.Tx) error { return nil })
+	if err != nil {
+		return fmt.Errorf("store: republish %s: %w", subdomain, err)
+	}
+	s.publish(st)
+	return nil
+}
+
+// CountValues returns how many values are live across all accounts.
+func (s *Store) CountValues(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.dialect.rebind(`SELECT COUNT(*) FROM txt_values WHERE expires_at > ?`), s.opts.Now().UnixNano()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count values: %w", err)
+	}
+	return n, nil
 }
 
 // Values returns the live values of subdomain, oldest first.
@@ -88,28 +120,25 @@ func (s *Store) Values(ctx context.Context, subdomain string) ([]string, error) 
 	return vs, nil
 }
 
-// inTx runs change for an existing subdomain inside a write transaction and
-// returns the subdomain's live values as committed.
-func (s *Store) inTx(ctx context.Context, subdomain string, change func(*sql.Tx) error) ([]string, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	if err := s.requireSubdomain(ctx, tx, subdomain); err != nil {
-		return nil, err
-	}
-	if err := change(tx); err != nil {
-		return nil, err
-	}
-	values, err := s.liveValues(ctx, tx, subdomain, s.opts.Now())
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	return values, nil
+// inTx runs change for an existing subdomain inside a write transaction,
+// records the change, and returns the subdomain's state as committed.
+func (s *Store) inTx(ctx context.Context, subdomain string, change func(*sql.Tx) error) (SubdomainState, error) {
+	st := SubdomainState{Subdomain: subdomain}
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if err := s.requireSubdomain(ctx, tx, subdomain); err != nil {
+			return err
+		}
+		if err := change(tx); err != nil {
+			return err
+		}
+		var err error
+		if st.Version, err = s.recordChange(ctx, tx, subdomain); err != nil {
+			return err
+		}
+		st.Values, err = s.liveValues(ctx, tx, subdomain, s.opts.Now())
+		return err
+	})
+	return st, err
 }
 
 func (s *Store) requireSubdomain(ctx context.Context, tx *sql.Tx, subdomain string) error {
@@ -121,8 +150,8 @@ func (s *Store) requireSubdomain(ctx context.Context, tx *sql.Tx, subdomain stri
 	return err
 }
 
-func (s *Store) liveValues(ctx context.Context, tx *sql.Tx, subdomain string, now time.Time) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, s.dialect.rebind(
+func (s *Store) liveValues(ctx context.Context, q queryer, subdomain string, now time.Time) ([]string, error) {
+	rows, err := q.QueryContext(ctx, s.dialect.rebind(
 		`SELECT value FROM txt_values WHERE subdomain = ? AND expires_at > ? ORDER BY seq`), subdomain, now.UnixNano())
 	if err != nil {
 		return nil, err
@@ -150,6 +179,9 @@ func (s *Store) ExpireValues(ctx context.Context) error {
 		return fmt.Errorf("store: expire values: %w", err)
 	}
 	defer tx.Rollback()
+	if err := s.lockWrites(ctx, tx); err != nil {
+		return fmt.Errorf("store: expire values: %w", err)
+	}
 	rows, err := tx.QueryContext(ctx, s.dialect.rebind(`SELECT DISTINCT subdomain FROM txt_values WHERE expires_at <= ?`), now.UnixNano())
 	if err != nil {
 		return fmt.Errorf("store: expire values: %w", err)
@@ -175,17 +207,18 @@ func (s *Store) ExpireValues(ctx context.Context) error {
 	}
 	states := make([]SubdomainState, 0, len(touched))
 	for _, sub := range touched {
+		seq, err := s.recordChange(ctx, tx, sub)
+		if err != nil {
+			return fmt.Errorf("store: expire values: %w", err)
+		}
 		values, err := s.liveValues(ctx, tx, sub, now)
 		if err != nil {
 			return fmt.Errorf("store: expire values: %w", err)
 		}
-		states = append(states, SubdomainState{Subdomain: sub, Values: values})
+		states = append(states, SubdomainState{Subdomain: sub, Values: values, Version: seq})
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: expire values: commit: %w", err)
-	}
-	for i := range states {
-		states[i].Version = s.nextVersion()
 	}
 	s.publish(states...)
 	s.log.Debug("values expired", "subdomains", len(states))
@@ -214,8 +247,12 @@ func (s *Store) RunExpiry(ctx context.Context, interval time.Duration) {
 // included, since their names exist) to fn, reading each account once. It is
 // how the DNS view is built at start.
 func (s *Store) Load(ctx context.Context, fn func(SubdomainState) error) error {
+	// Each state carries its change sequence, so a change that commits
+	// while the load runs and reaches a subscriber (queued by the view until
+	// the load ends) is ordered correctly against it.
 	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(
-		`SELECT a.subdomain, v.value FROM accounts a
+		`SELECT a.subdomain, COALESCE(c.seq, 0), v.value FROM accounts a
+		 LEFT JOIN (SELECT subdomain, MAX(seq) AS seq FROM changes GROUP BY subdomain) c ON c.subdomain = a.subdomain
 		 LEFT JOIN txt_values v ON v.subdomain = a.subdomain AND v.expires_at > ?
 		 ORDER BY a.subdomain, v.seq`), s.opts.Now().UnixNano())
 	if err != nil {
@@ -225,10 +262,11 @@ func (s *Store) Load(ctx context.Context, fn func(SubdomainState) error) error {
 	var cur *SubdomainState
 	for rows.Next() {
 		var (
-			sub string
-			val sql.NullString
+			sub     string
+			version int64
+			val     sql.NullString
 		)
-		if err := rows.Scan(&sub, &val); err != nil {
+		if err := rows.Scan(&sub, &version, &val); err != nil {
 			return fmt.Errorf("store: load: %w", err)
 		}
 		if cur == nil || cur.Subdomain != sub {
@@ -237,7 +275,7 @@ func (s *Store) Load(ctx context.Context, fn func(SubdomainState) error) error {
 					return err
 				}
 			}
-			cur = &SubdomainState{Subdomain: sub}
+			cur = &SubdomainState{Subdomain: sub, Version: version}
 		}
 		if val.Valid {
 			cur.Values = append(cur.Values, val.String)

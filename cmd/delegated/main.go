@@ -43,6 +43,16 @@ func usageError(format string, args ...any) error {
 func commands() []command {
 	return []command{
 		serveCommand(),
+		accountCommand(),
+		importACMEDNSCommand(),
+		issueCommand(),
+		certificatesCommand(),
+		delegationCommand(),
+		retryCommand(),
+		renewCommand(),
+		revokeCommand(),
+		deleteCommand(),
+		migrateCommand(),
 	}
 }
 

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/delegated/delegated/issuer"
+)
+
+func certificatesCommand() command {
+	c := command{
+		Name:  "certificates",
+		Usage: "[--json]",
+		Short: "List the daemon's certificates: status, expiry, paths",
+	}
+	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(c, stderr)
+		of := addOperatorFlags(fs)
+		asJSON := fs.Bool("json", false, "print JSON")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		cl, err := of.client()
+		if err != nil {
+			return err
+		}
+		var certs []issuer.Cert
+		if err := cl.call(ctx, "GET", "/v1/certificates", nil, &certs); err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(certs)
+		}
+		if len(certs) == 0 {
+			fmt.Fprintln(stdout, "no certificates")
+			return nil
+		}
+		for _, c := range certs {
+			fmt.Fprintf(stdout, "Certificate Name: %s\n", c.Name)
+			fmt.Fprintf(stdout, "  Domains: %s\n", strings.Join(c.Domains, " "))
+			fmt.Fprintf(stdout, "  Status: %s\n", c.Status)
+			if c.LastError != "" {
+				fmt.Fprintf(stdout, "  Last error: %s\n", strings.ReplaceAll(c.LastError, "\n", "\n    "))
+			}
+			if !c.NotAfter.IsZero() {
+				fmt.Fprintf(stdout, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
+				fmt.Fprintf(stdout, "  Serial: %s\n", c.Serial)
+			}
+			if !c.RenewAt.IsZero() {
+				fmt.Fprintf(stdout, "  Renewal: %s\n", formatTime(c.RenewAt))
+			}
+			if !c.NextAttempt.IsZero() {
+				fmt.Fprintf(stdout, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
+			} else if c.Attempts > 0 {
+				fmt.Fprintf(stdout, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, c.Name)
+			}
+			fmt.Fprintf(stdout, "  Certificate Path: %s\n", c.Paths.FullChain)
+			fmt.Fprintf(stdout, "  Private Key Path: %s\n", c.Paths.PrivKey)
+		}
+		return nil
+	}
+	return c
+}
+
+func delegationCommand() command {
+	c := command{
+		Name:  "delegation",
+		Usage: "[--cert-name NAME]",
+		Short: "Show the CNAME records to create and check each now",
+	}
+	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(c, stderr)
+		of := addOperatorFlags(fs)
+		name := fs.String("cert-name", "", "only this certificate")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		cl, err := of.client()
+		if err != nil {
+			return err
+		}
+		var certs []issuer.Cert
+		if err := cl.call(ctx, "GET", "/v1/delegation?cert-name="+url.QueryEscape(*name), nil, &certs); err != nil {
+			return err
+		}
+		missing := 0
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		for _, c := range certs {
+			fmt.Fprintf(tw, "; %s (%s)\n", c.Name, c.Status)
+			for _, d := range c.Delegations {
+				state := "✓ in place"
+				if !d.OK {
+					missing++
+					state = "✗ " + d.Explain()
+				}
+				fmt.Fprintf(tw, "%s\t; %s\n", d.Record(), state)
+			}
+		}
+		tw.Flush()
+		if missing > 0 {
+			return fmt.Errorf("%d record(s) not in place", missing)
+		}
+		return nil
+	}
+	return c
+}
+
+func retryCommand() command {
+	c := command{
+		Name:  "retry",
+		Usage: "--cert-name NAME [--no-wait]",
+		Short: "Run a certificate's next attempt now",
+	}
+	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(c, stderr)
+		of := addOperatorFlags(fs)
+		name := fs.String("cert-name", "", "certificate `name`")
+		noWait := fs.Bool("no-wait", false, "return once the attempt is started")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if *name == "" {
+			return usageError("need --cert-name NAME")
+		}
+		cl, err := of.client()
+		if err != nil {
+			return err
+		}
+		var cert issuer.Cert
+		last, err := cl.stream(ctx, "/v1/certificates/"+url.PathEscape(*name)+"/retry", map[string]bool{"wait": !*noWait},
+			func(c issuer.Cert) { cert = c },
+			func(ev issuer.Event) {
+				if ev.Step != issuer.StepDone {
+					fmt.Fprintln(stdout, progressLine(ev))
+				}
+			})
+		if err != nil {
+			return err
+		}
+		if *noWait {
+			fmt.Fprintf(stdout, "status: %s\n", cert.Status)
+			return nil
+		}
+		return issueOutcome(stdout, cert, last)
+	}
+	return c
+}
+
+func revokeCommand() command {
+	c := command{
+		Name:  "revoke",
+		Usage: "--cert-name NAME [--reason unspecified|keycompromise|superseded|cessationofoperation|affiliationchanged]",
+		Short: "Revoke a certificate at the CA",
+	}
+	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(c, stderr)
+		of := addOperatorFlags(fs)
+		name := fs.String("cert-name", "", "certificate `name`")
+		reason := fs.String("reason", "unspecified", "revocation `reason`")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if *name == "" {
+			return usageError("need --cert-name NAME")
+		}
+		cl, err := of.client()
+		if err != nil {
+			return err
+		}
+		var cert issuer.Cert
+		if err := cl.call(ctx, "POST", "/v1/certificates/"+url.PathEscape(*name)+"/revoke", map[string]string{"reason": *reason}, &cert); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "certificate %q (serial %s) is %s\n", cert.Name, cert.Serial, cert.Status)
+		return nil
+	}
+	return c
+}
+
+func deleteCommand() command {
+	c := command{
+		Name:  "delete",
+		Usage: "--cert-name NAME [--yes]",
+		Short: "Delete a certificate's files and stored material",
+	}
+	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(c, stderr)
+		of := addOperatorFlags(fs)
+		name := fs.String("cert-name", "", "certificate `name`")
+		yes := fs.Bool("yes", false, "do not ask for confirmation")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if *name == "" {
+			return usageError("need --cert-name NAME")
+		}
+		if !*yes {
+			return usageError("deleting %q removes its files and key; repeat with --yes to confirm", *name)
+		}
+		cl, err := of.client()
+		if err != nil {
+			return err
+		}
+		if err := cl.call(ctx, "DELETE", "/v1/certificates/"+url.PathEscape(*name), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "certificate %q deleted\n", *name)
+		return nil
+	}
+	return c
+}
+
+func renewCommand() command {
+	c := command{
+		Name:  "renew",
+		Usage: "[--cert-name NAME] [--force] [--no-wait]",
+		Short: "Renew certificates that are due (or one; --force: now)",
+	}
+	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(c, stderr)
+		of := addOperatorFlags(fs)
+		name := fs.String("cert-name", "", "only this certificate (default: every one that is due)")
+		force := fs.Bool("force", false, "renew even when not due")
+		noWait := fs.Bool("no-wait", false, "return once the renewal is started")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		cl, err := of.client()
+		if err != nil {
+			return err
+		}
+		if *name == "" {
+			var res struct {
+				Started []string `json:"started"`
+			}
+			if err := cl.call(ctx, "POST", "/v1/renew", map[string]bool{"force": *force}, &res); err != nil {
+				return err
+			}
+			if len(res.Started) == 0 {
+				fmt.Fprintln(stdout, "no certificate is due for renewal")
+			}
+			for _, n := range res.Started {
+				fmt.Fprintf(stdout, "renewal started: %s\n", n)
+			}
+			return nil
+		}
+		var cert issuer.Cert
+		started := false
+		last, err := cl.stream(ctx, "/v1/certificates/"+url.PathEscape(*name)+"/renew", map[string]bool{"force": *force, "wait": !*noWait},
+			func(c issuer.Cert) { cert = c },
+			func(ev issuer.Event) {
+				started = true
+				if ev.Step != issuer.StepDone {
+					fmt.Fprintln(stdout, progressLine(ev))
+				}
+			})
+		if err != nil {
+			return err
+		}
+		if *noWait {
+			fmt.Fprintf(stdout, "status: %s\n", cert.Status)
+			return nil
+		}
+		if !started && last == nil && cert.Status == issuer.StatusActive {
+			fmt.Fprintf(stdout, "certificate %q is not due for renewal until %s (use --force)\n", cert.Name, formatTime(cert.RenewAt))
+			return nil
+		}
+		return issueOutcome(stdout, cert, last)
+	}
+	return c
+}

@@ -1,0 +1,154 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Issuer configures the bundled ACME issuer. It is off unless the [issuer]
+// section is present.
+type Issuer struct {
+	// Email is the ACME account contact.
+	Email string `toml:"email"`
+	// Directory is the CA's ACME directory URL (https). Required.
+	Directory string `toml:"directory"`
+	// CARoots are PEM files of roots trusted for the CA's HTTPS, for a
+	// private CA; empty means the system's roots.
+	CARoots []string `toml:"ca_roots"`
+	// KeyType of certificate keys: "EC256" (default), "EC384", "RSA2048",
+	// "RSA3072", "RSA4096".
+	KeyType string `toml:"key_type"`
+	// EABKID is the External Account Binding key id; the HMAC key comes
+	// from EABHMACFile or the environment variable DELEGATED_EAB_HMAC.
+	EABKID      string `toml:"eab_kid"`
+	EABHMACFile string `toml:"eab_hmac_file"`
+	// PreferredChain is the issuer common name of the preferred chain's top.
+	PreferredChain string `toml:"preferred_chain"`
+	// Resolvers (host:port) for the delegation check; default the
+	// nameservers of /etc/resolv.conf.
+	Resolvers []string `toml:"resolvers"`
+	// CheckAuthoritative also asks the customer zone's own name servers
+	// (found through the resolvers) for each CNAME. Default true.
+	CheckAuthoritative *bool `toml:"check_authoritative"`
+	// AuthoritativePort is those servers' port. Default 53; other values
+	// are for test setups.
+	AuthoritativePort int `toml:"authoritative_port"`
+	// DeployDir holds live/<name>/*.pem. Default "certs" (config folder).
+	DeployDir string `toml:"deploy_dir"`
+	// DeployHook is a shell command run after each issuance.
+	DeployHook string `toml:"deploy_hook"`
+	// DelegationRecheck is how often pending delegations are re-checked.
+	// Default 5m.
+	DelegationRecheck Duration `toml:"delegation_recheck"`
+	// RetryInterval spaces failed attempts (doubling); default 15m.
+	RetryInterval Duration `toml:"retry_interval"`
+	// RetryAttempts before status failed; default 5.
+	RetryAttempts int `toml:"retry_attempts"`
+	// RenewBefore, when set, renews at the latest this long before expiry
+	// (a floor under ARI's window and the one-third-of-lifetime rule).
+	RenewBefore Duration `toml:"renew_before"`
+	// OperatorSocket is the operator API's unix socket. Default
+	// "delegated.sock" next to the SQLite file.
+	OperatorSocket string `toml:"operator_socket"`
+	// OperatorTokenFile holds a bearer token that opens the operator API
+	// on the HTTP listener too (or the environment variable
+	// DELEGATED_OPERATOR_TOKEN). Without one it is served on the socket only.
+	OperatorTokenFile string `toml:"operator_token_file"`
+}
+
+func (c *Config) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// validateIssuer checks [issuer] when present.
+func (c *Config) validateIssuer() error {
+	is := c.Issuer
+	if is == nil {
+		return nil
+	}
+	if is.Directory == "" {
+		return c.fail("issuer.directory", "missing; expected the CA's ACME directory URL, e.g. \"https://acme-v02.api.letsencrypt.org/directory\"")
+	}
+	u, err := url.Parse(is.Directory)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return c.fail("issuer.directory", "%q is not an https URL; expected e.g. \"https://acme-v02.api.letsencrypt.org/directory\"", is.Directory)
+	}
+	if is.Email != "" && !strings.Contains(is.Email, "@") {
+		return c.fail("issuer.email", "%q is not an email address", is.Email)
+	}
+	for i, p := range is.CARoots {
+		if p == "" {
+			return c.fail(fmt.Sprintf("issuer.ca_roots[%d]", i), "empty; expected a PEM file path")
+		}
+		is.CARoots[i] = c.abs(p)
+	}
+	switch strings.ToUpper(is.KeyType) {
+	case "":
+		is.KeyType = "EC256"
+	case "EC256", "EC384", "RSA2048", "RSA3072", "RSA4096":
+		is.KeyType = strings.ToUpper(is.KeyType)
+	default:
+		return c.fail("issuer.key_type", "%q is not supported; expected one of \"EC256\", \"EC384\", \"RSA2048\", \"RSA3072\", \"RSA4096\"", is.KeyType)
+	}
+	if is.EABHMACFile != "" && is.EABKID == "" {
+		return c.fail("issuer.eab_kid", "missing; issuer.eab_hmac_file needs the key id it belongs to")
+	}
+	is.EABHMACFile = c.abs(is.EABHMACFile)
+	for i, r := range is.Resolvers {
+		if _, err := netip.ParseAddrPort(r); err != nil {
+			return c.fail(fmt.Sprintf("issuer.resolvers[%d]", i), "%q is not an address; expected IP:port such as \"127.0.0.1:53\"", r)
+		}
+	}
+	if is.CheckAuthoritative == nil {
+		on := true
+		is.CheckAuthoritative = &on
+	}
+	if is.AuthoritativePort == 0 {
+		is.AuthoritativePort = 53
+	}
+	if is.AuthoritativePort < 1 || is.AuthoritativePort > 65535 {
+		return c.fail("issuer.authoritative_port", "%d is not a port; expected 1 to 65535 (default 53)", is.AuthoritativePort)
+	}
+	if is.DeployDir == "" {
+		is.DeployDir = "certs"
+	}
+	is.DeployDir = c.abs(is.DeployDir)
+	if is.DelegationRecheck.Duration == 0 {
+		is.DelegationRecheck.Duration = 5 * time.Minute
+	}
+	if is.DelegationRecheck.Duration < time.Second {
+		return c.fail("issuer.delegation_recheck", "%s is too short; expected at least \"1s\"", is.DelegationRecheck.Duration)
+	}
+	if is.RetryInterval.Duration == 0 {
+		is.RetryInterval.Duration = 15 * time.Minute
+	}
+	if is.RetryInterval.Duration < time.Second {
+		return c.fail("issuer.retry_interval", "%s is too short; expected at least \"1s\"", is.RetryInterval.Duration)
+	}
+	if is.RetryAttempts == 0 {
+		is.RetryAttempts = 5
+	}
+	if is.RetryAttempts < 1 || is.RetryAttempts > 100 {
+		return c.fail("issuer.retry_attempts", "%d is out of range; expected 1 to 100", is.RetryAttempts)
+	}
+	if is.RenewBefore.Duration < 0 {
+		return c.fail("issuer.renew_before", "must not be negative; expected a duration such as \"720h\"")
+	}
+	if is.OperatorSocket == "" {
+		dir := c.Dir
+		if c.Store.Driver == "sqlite3" && c.Store.DSN != "" {
+			dir = filepath.Dir(c.Store.DSN)
+		}
+		is.OperatorSocket = filepath.Join(dir, "delegated.sock")
+	}
+	is.OperatorSocket = c.abs(is.OperatorSocket)
+	is.OperatorTokenFile = c.abs(is.OperatorTokenFile)
+	return nil
+}

@@ -1,0 +1,337 @@
+// Package e2eissuer starts the bundled issuer's end-to-end stack: the real
+// delegated binary (built from this module), Pebble, unbound, and NSD as
+// the customer's zone example.test, all on loopback. The tests in this
+// folder and bench/issue use it.
+package e2eissuer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/delegated/delegated/e2e/harness"
+)
+
+// Zone is delegated's zone in the stack.
+const Zone = "auth.example.test"
+
+// Stack is one running set of components.
+type Stack struct {
+	// Bin is the delegated binary; Dir the daemon's folder (0755, so that
+	// another user reaches the socket and is refused by its own mode).
+	Bin, Dir string
+	// Config is the daemon's config.toml; Socket its operator socket.
+	Config, Socket string
+	// DNSAddr is delegated's DNS listener.
+	DNSAddr string
+	// APIURL is the HTTP API's base URL; Token the operator token.
+	APIURL, Token string
+	// HookLog collects the deploy hook's environment, one run per block
+	// ended by "---".
+	HookLog string
+	// DeployDir holds live/<name>/.
+	DeployDir string
+	Customer  *harness.NSD
+	Resolver  *harness.Unbound
+	Pebble    *harness.Pebble
+	Daemon    *harness.Process
+
+	// PrevLogs are the logs of runs before a Restart.
+	PrevLogs []string
+
+	t          testing.TB
+	pebbleOpts harness.PebbleOptions
+	serial     uint32
+	dnsAddr    string
+	runs       int
+}
+
+// Options tunes Start.
+type Options struct {
+	// DelegationRecheck is [issuer] delegation_recheck; default "1s".
+	DelegationRecheck string
+	// Validity of Pebble's certificates; 0 means Pebble's 90 days.
+	Validity time.Duration
+	// PebbleEnv is added to Pebble's environment (e.g. VA sleeps).
+	PebbleEnv []string
+	// PebbleModify edits pebble.json (EAB, profiles).
+	PebbleModify func(*harness.PebbleConfig)
+	// IssuerExtra lines are appended to the [issuer] section; relative
+	// paths in them resolve against Stack.Dir, where WriteFiles puts files.
+	IssuerExtra string
+	// DeferPebble leaves the CA down until Stack.StartPebble.
+	DeferPebble bool
+	// Files are written into Stack.Dir (mode 0600) before the daemon starts.
+	Files map[string]string
+}
+
+// buildDelegated builds the daemon into a fresh world-readable directory.
+func buildDelegated(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "delegated-e2e-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "delegated")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/delegated/delegated/cmd/delegated").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build delegated: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// Start builds delegated and starts the stack; everything stops at the end
+// of the test.
+func Start(t testing.TB, opts Options) *Stack {
+	t.Helper()
+	if opts.DelegationRecheck == "" {
+		opts.DelegationRecheck = "1s"
+	}
+	s := &Stack{t: t, Bin: buildDelegated(t), serial: 1}
+	dir, err := os.MkdirTemp("", "delegated-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Dir = dir
+	s.Customer = harness.StartNSD(t, "example.test", CustomerZone(s.serial, nil))
+	dnsAddr := harness.FreeAddr(t)
+	apiAddr := harness.FreeAddr(t)
+	s.Resolver = harness.StartUnboundWith(t, harness.UnboundOptions{
+		Stubs:     map[string]string{"example.test": s.Customer.Addr, Zone: dnsAddr},
+		ReadyZone: "example.test",
+	})
+	s.pebbleOpts = harness.PebbleOptions{DNSServer: s.Resolver.Addr, ValidityPeriod: opts.Validity, Modify: opts.PebbleModify, Env: opts.PebbleEnv}
+	directory, minica := "", ""
+	if opts.DeferPebble {
+		// The CA is down until StartPebble: fixed ports, its TLS CA
+		// copied from the Pebble module now.
+		s.pebbleOpts.ListenPort, s.pebbleOpts.ManagementPort = harness.FreePort(t), harness.FreePort(t)
+		directory = "https://" + harness.HostPort(s.pebbleOpts.ListenPort) + "/dir"
+		src, err := harness.PebbleSourceDir()
+		if err != nil {
+			t.Skipf("%v; install with: %s", err, harness.HintPebbleModule)
+		}
+		b, err := os.ReadFile(filepath.Join(src, "test/certs/pebble.minica.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		minica = filepath.Join(dir, "pebble-minica.pem")
+		if err := os.WriteFile(minica, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		s.StartPebble()
+		directory, minica = s.Pebble.DirectoryURL, s.Pebble.MiniCAPath
+	}
+
+	s.HookLog = filepath.Join(dir, "hook.log")
+	hook := filepath.Join(dir, "hook.sh")
+	script := "#!/bin/sh\nenv | grep -E '^(DELEGATED_|RENEWED_)' | sort >> " + s.HookLog + "\necho --- >> " + s.HookLog + "\n"
+	if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Token = "e2e-operator-token-0123456789"
+	if err := os.WriteFile(filepath.Join(dir, "operator.token"), []byte(s.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.DeployDir = filepath.Join(dir, "certs")
+	s.Socket = filepath.Join(dir, "delegated.sock")
+	s.APIURL = "http://" + apiAddr
+	cfg := fmt.Sprintf(`[zone]
+domain = %q
+nsname = %q
+records = ["%s. A 127.0.0.1"]
+
+[dns]
+listen = [%q]
+
+[api]
+listen = [%q]
+
+[store]
+dsn = "delegated.db"
+
+[issuer]
+email = "e2e@example.test"
+directory = %q
+ca_roots = [%q]
+resolvers = [%q]
+authoritative_port = %d
+deploy_dir = "certs"
+deploy_hook = %q
+delegation_recheck = %q
+operator_token_file = "operator.token"
+%s
+`, Zone, Zone, Zone, dnsAddr, apiAddr, directory, minica, s.Resolver.Addr, nsdPort(t, s.Customer.Addr), hook, opts.DelegationRecheck, opts.IssuerExtra)
+	for name, content := range opts.Files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Config = filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(s.Config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.dnsAddr, s.DNSAddr = dnsAddr, dnsAddr
+	s.startDaemon()
+	return s
+}
+
+// startDaemon starts `delegated serve` and waits until it answers.
+func (s *Stack) startDaemon() {
+	s.t.Helper()
+	s.runs++
+	s.Daemon = harness.StartProcess(s.t, harness.ProcessOptions{
+		Name: "delegated", Path: s.Bin, Args: []string{"serve", "--config", s.Config}, Dir: s.Dir,
+		LogPath: filepath.Join(s.Dir, fmt.Sprintf("delegated-%d.log", s.runs)),
+	})
+	err := s.Daemon.WaitReady(0, func() error {
+		if _, err := os.Stat(s.Socket); err != nil {
+			return err
+		}
+		_, err := harness.Query(s.dnsAddr, Zone+".", 6)
+		return err
+	})
+	if err != nil {
+		s.t.Fatalf("delegated did not start: %v", err)
+	}
+}
+
+// Restart stops the daemon (SIGTERM) and starts it again on the same
+// store; the previous run's log stays in PrevLogs.
+func (s *Stack) Restart() {
+	s.t.Helper()
+	if err := s.Daemon.Stop(); err != nil {
+		s.t.Fatalf("stop delegated: %v", err)
+	}
+	s.PrevLogs = append(s.PrevLogs, s.Daemon.LogPath)
+	s.startDaemon()
+}
+
+// nsdPort is the port of the customer zone's server: its NS record names
+// 127.0.0.1, so the issuer's authoritative check needs the port.
+func nsdPort(t testing.TB, addr string) int {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// StartPebble starts the CA (at once unless Options.DeferPebble).
+func (s *Stack) StartPebble() {
+	s.t.Helper()
+	s.Pebble = harness.StartPebble(s.t, s.pebbleOpts)
+}
+
+// CustomerZone is the customer's zone example.test with the given
+// _acme-challenge CNAMEs (owner → target).
+func CustomerZone(serial uint32, cnames map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "$ORIGIN example.test.\n$TTL 0\n@ SOA ns hostmaster %d 3600 600 86400 0\n@ NS ns\nns A 127.0.0.1\n@ A 127.0.0.1\nwww A 127.0.0.1\n", serial)
+	for owner, target := range cnames {
+		fmt.Fprintf(&b, "%s CNAME %s\n", owner, target)
+	}
+	return b.String()
+}
+
+// SetCNAMEs replaces the customer zone's CNAMEs (NSD reload, new serial).
+func (s *Stack) SetCNAMEs(cnames map[string]string) {
+	s.t.Helper()
+	s.serial++
+	if err := s.Customer.Reload(CustomerZone(s.serial, cnames)); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// CLI runs a delegated verb with the stack's config and returns its
+// combined output and exit status.
+func (s *Stack) CLI(args ...string) (string, int) {
+	s.t.Helper()
+	full := append([]string{args[0], "--config", s.Config}, args[1:]...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.Bin, full...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return out.String(), ee.ExitCode()
+	case err != nil:
+		s.t.Fatalf("delegated %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), 0
+}
+
+// Cert is a certificate as `delegated certificates --json` prints it.
+type Cert struct {
+	Name      string   `json:"name"`
+	Domains   []string `json:"domains"`
+	Status    string   `json:"status"`
+	LastError string   `json:"last_error"`
+	Serial    string   `json:"serial"`
+	Paths     struct {
+		Dir, Cert, Chain, FullChain, PrivKey string
+	} `json:"paths"`
+}
+
+// Certificate returns the named certificate from `delegated certificates --json`.
+func (s *Stack) Certificate(name string) (Cert, error) {
+	out, code := s.CLI("certificates", "--json")
+	if code != 0 {
+		return Cert{}, fmt.Errorf("certificates --json: exit %d: %s", code, out)
+	}
+	var certs []Cert
+	if err := json.Unmarshal([]byte(out), &certs); err != nil {
+		return Cert{}, fmt.Errorf("certificates --json: %w: %s", err, out)
+	}
+	for _, c := range certs {
+		if c.Name == name {
+			return c, nil
+		}
+	}
+	return Cert{}, fmt.Errorf("certificate %s not listed: %s", name, out)
+}
+
+// PebbleOrders counts the orders Pebble has created (from its log).
+func (s *Stack) PebbleOrders() int {
+	b, err := os.ReadFile(s.Pebble.Proc.LogPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return strings.Count(string(b), "Added order")
+}
+
+// PebbleIssued counts the certificates Pebble has issued (from its log).
+func (s *Stack) PebbleIssued() int {
+	b, err := os.ReadFile(s.Pebble.Proc.LogPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return strings.Count(string(b), "Issued certificate serial")
+}

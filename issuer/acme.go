@@ -1,0 +1,405 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-acme/lego/v4/acme"
+	"github.com/go-acme/lego/v4/acme/api"
+	"github.com/go-acme/lego/v4/certcrypto"
+
+	"github.com/delegated/delegated/store"
+)
+
+const userAgent = "delegated"
+
+// core returns the ACME client for the configured CA and email, registering
+// the account on first use and keeping its key in the store, so it is
+// registered once per CA and email.
+func (i *Issuer) core(ctx context.Context) (*api.Core, error) {
+	i.coreMu.Lock()
+	defer i.coreMu.Unlock()
+	if i.acmeCore != nil {
+		return i.acmeCore, nil
+	}
+	acct, err := i.store.ACMEAccountFor(ctx, i.opts.Directory, i.opts.Email)
+	switch {
+	case err == nil:
+		key, err := certcrypto.ParsePEMPrivateKey([]byte(acct.KeyPEM))
+		if err != nil {
+			return nil, fmt.Errorf("acme account: parse stored key: %w", err)
+		}
+		c, err := api.New(i.httpClient, userAgent, i.opts.Directory, acct.URI, key)
+		if err != nil {
+			return nil, fmt.Errorf("acme: directory %s: %w", i.opts.Directory, err)
+		}
+		i.acmeCore = c
+		return c, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	key, err := certcrypto.GeneratePrivateKey(certcrypto.EC256)
+	if err != nil {
+		return nil, fmt.Errorf("acme account: generate key: %w", err)
+	}
+	c, err := api.New(i.httpClient, userAgent, i.opts.Directory, "", key)
+	if err != nil {
+		return nil, fmt.Errorf("acme: directory %s: %w", i.opts.Directory, err)
+	}
+	req := acme.Account{TermsOfServiceAgreed: true}
+	if i.opts.Email != "" {
+		req.Contact = []string{"mailto:" + i.opts.Email}
+	}
+	var ext acme.ExtendedAccount
+	if i.opts.EABKID != "" {
+		ext, err = c.Accounts.NewEAB(req, i.opts.EABKID, i.opts.EABHMAC)
+	} else {
+		ext, err = c.Accounts.New(req)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("acme account: register %s at %s: %w", i.opts.Email, i.opts.Directory, err)
+	}
+	keyPEM := string(certcrypto.PEMEncode(key))
+	if err := i.store.SaveACMEAccount(ctx, store.ACMEAccount{Directory: i.opts.Directory, Email: i.opts.Email, KeyPEM: keyPEM, URI: ext.Location}); err != nil {
+		return nil, err
+	}
+	i.log.Info("acme account registered", "directory", i.opts.Directory, "email", i.opts.Email, "uri", ext.Location)
+	i.acmeCore = c
+	return c, nil
+}
+
+// issued is what an order produced.
+type issued struct {
+	certPEM, chainPEM, keyPEM string
+	leaf                      *x509.Certificate
+}
+
+// obtain runs one ACME order for domains: all authorizations are solved at
+// once (each value is served by our zone the moment it is stored, so there
+// is no propagation wait) and polled with short, growing intervals.
+// inFlight is an order's state kept in the store, so an order interrupted
+// by a restart resumes instead of being placed again (a duplicate
+// certificate, and CA rate limit spent).
+type inFlight struct {
+	orderURL string
+	// keyPEM is the key whose CSR finalized the order; without it a
+	// certificate issued just before the restart would be useless.
+	keyPEM string
+}
+
+// obtain runs one ACME order for domains: all authorizations are solved at
+// once (each value is served by our zone the moment it is stored, so there
+// is no propagation wait) and polled with short, growing intervals. prev
+// resumes an interrupted order; save records the order's state before each
+// step that would be lost in a restart. replaces is the ARI identifier of
+// the certificate being renewed, or "".
+func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, replaces string, save func(inFlight) error, emit func(Event)) (*issued, error) {
+	core, err := i.core(ctx)
+	if err != nil {
+		return nil, err
+	}
+	order, resumed := i.resumeOrder(core, prev)
+	if resumed {
+		i.log.Info("interrupted order resumed", "order", order.Location, "order_status", order.Status, "domains", domains)
+		emit(Event{Step: StepOrder, OK: true, Detail: fmt.Sprintf("%s resumed (%s)", order.Location, order.Status)})
+	} else {
+		prev = inFlight{}
+		order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces})
+		if err != nil && replaces != "" {
+			// Marking the order as an ARI replacement is advisory; a CA
+			// that cannot match the old certificate (Pebble fails on some
+			// serials) must not block the renewal.
+			i.log.Warn("order as ARI replacement refused; ordering without it", "replaces", replaces, "err", err)
+			order, err = core.Orders.New(domains)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("new order: %w", err)
+		}
+		if err := save(inFlight{orderURL: order.Location}); err != nil {
+			return nil, err
+		}
+		emit(Event{Step: StepOrder, OK: true, Detail: fmt.Sprintf("%s (%d authorizations)", order.Location, len(order.Authorizations))})
+	}
+
+	var key crypto.PrivateKey
+	switch order.Status {
+	case acme.StatusPending, acme.StatusReady:
+		if err := i.solveAll(ctx, core, order.Authorizations, emit); err != nil {
+			return nil, err
+		}
+		if key, err = certcrypto.GeneratePrivateKey(certcrypto.KeyType(i.opts.KeyType)); err != nil {
+			return nil, fmt.Errorf("generate %s key: %w", i.opts.KeyType, err)
+		}
+		keyPEM := string(certcrypto.PEMEncode(key))
+		if err := save(inFlight{orderURL: order.Location, keyPEM: keyPEM}); err != nil {
+			return nil, err
+		}
+		csr, err := certcrypto.CreateCSR(key, certcrypto.CSROptions{Domain: domains[0], SAN: domains})
+		if err != nil {
+			return nil, fmt.Errorf("create CSR: %w", err)
+		}
+		if _, err := core.Orders.UpdateForCSR(order.Finalize, csr); err != nil {
+			return nil, fmt.Errorf("finalize: %w", err)
+		}
+	default: // processing or valid: finalized before the restart
+		if key, err = certcrypto.ParsePEMPrivateKey([]byte(prev.keyPEM)); err != nil {
+			return nil, fmt.Errorf("resume order: stored key: %w", err)
+		}
+	}
+	var final acme.ExtendedOrder
+	err = poll(ctx, func() (bool, error) {
+		o, err := core.Orders.Get(order.Location)
+		if err != nil {
+			return false, err
+		}
+		switch o.Status {
+		case acme.StatusValid:
+			final = o
+			return true, nil
+		case acme.StatusInvalid:
+			return false, fmt.Errorf("order invalid: %v", o.Err())
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finalize: %w", err)
+	}
+	certPEM, chainPEM, err := i.download(core, final.Certificate)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := certcrypto.ParsePEMCertificate([]byte(certPEM))
+	if err != nil {
+		return nil, fmt.Errorf("parse issued certificate: %w", err)
+	}
+	emit(Event{Step: StepFinalize, OK: true, Detail: fmt.Sprintf("serial %s, expires %s", serialHex(leaf), leaf.NotAfter.UTC().Format(time.RFC3339))})
+	return &issued{certPEM: certPEM, chainPEM: chainPEM, keyPEM: string(certcrypto.PEMEncode(key)), leaf: leaf}, nil
+}
+
+// resumeOrder fetches an interrupted order; false when there is none or it
+// cannot continue (expired, invalid, or finalized without a stored key).
+func (i *Issuer) resumeOrder(core *api.Core, prev inFlight) (acme.ExtendedOrder, bool) {
+	if prev.orderURL == "" {
+		return acme.ExtendedOrder{}, false
+	}
+	o, err := core.Orders.Get(prev.orderURL)
+	if err != nil {
+		i.log.Info("interrupted order cannot be resumed; placing a new one", "order", prev.orderURL, "err", err)
+		return acme.ExtendedOrder{}, false
+	}
+	o.Location = prev.orderURL
+	switch o.Status {
+	case acme.StatusPending, acme.StatusReady:
+		return o, true
+	case acme.StatusProcessing, acme.StatusValid:
+		if prev.keyPEM != "" {
+			return o, true
+		}
+	}
+	i.log.Info("interrupted order cannot be resumed; placing a new one", "order", prev.orderURL, "order_status", o.Status)
+	return acme.ExtendedOrder{}, false
+}
+
+// download fetches the certificate, choosing the preferred chain among the
+// alternates when one is configured.
+func (i *Issuer) download(core *api.Core, url string) (certPEM, chainPEM string, err error) {
+	all, err := core.Certificates.GetAll(url, true)
+	if err != nil {
+		return "", "", fmt.Errorf("download certificate: %w", err)
+	}
+	chosen := all[url]
+	if i.opts.PreferredChain != "" {
+		for _, raw := range all {
+			if chainIssuedBy(raw.Cert, i.opts.PreferredChain) {
+				chosen = raw
+				break
+			}
+		}
+	}
+	if chosen == nil {
+		return "", "", errors.New("download certificate: empty answer")
+	}
+	block, rest := pem.Decode(chosen.Cert)
+	if block == nil {
+		return "", "", errors.New("download certificate: no PEM")
+	}
+	return string(pem.EncodeToMemory(block)), strings.TrimLeft(string(rest), "\n"), nil
+}
+
+// chainIssuedBy reports whether the top certificate of the PEM bundle was
+// issued by a CA whose common name is cn (lego's and certbot's meaning of
+// "preferred chain").
+func chainIssuedBy(bundle []byte, cn string) bool {
+	certs, err := certcrypto.ParsePEMBundle(bundle)
+	if err != nil || len(certs) == 0 {
+		return false
+	}
+	return certs[len(certs)-1].Issuer.CommonName == cn
+}
+
+// solveAll presents every authorization's value, then triggers and polls
+// them concurrently. Values are removed afterwards even when ctx ended.
+func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []string, emit func(Event)) error {
+	type solved struct {
+		domain, keyAuth string
+	}
+	var (
+		mu      sync.Mutex
+		present []solved
+	)
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for _, s := range present {
+			if err := i.solver.CleanUpContext(cctx, s.domain, s.keyAuth); err != nil {
+				i.log.Warn("challenge cleanup failed", "domain", s.domain, "err", err)
+			}
+		}
+	}()
+	errs := make([]error, len(authzURLs))
+	var wg sync.WaitGroup
+	for n, u := range authzURLs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[n] = func() error {
+				started := time.Now()
+				authz, err := core.Authorizations.Get(u)
+				if err != nil {
+					return fmt.Errorf("authorization %s: %w", u, err)
+				}
+				domain := authz.Identifier.Value
+				if authz.Wildcard {
+					domain = "*." + domain
+				}
+				if authz.Status == acme.StatusValid {
+					emit(Event{Step: StepAuthorization, OK: true, Detail: domain + " already valid"})
+					return nil
+				}
+				var chal *acme.Challenge
+				for k := range authz.Challenges {
+					if authz.Challenges[k].Type == "dns-01" {
+						chal = &authz.Challenges[k]
+					}
+				}
+				if chal == nil {
+					return fmt.Errorf("authorization %s: the CA offers no dns-01 challenge", domain)
+				}
+				keyAuth, err := core.GetKeyAuthorization(chal.Token)
+				if err != nil {
+					return fmt.Errorf("authorization %s: %w", domain, err)
+				}
+				if err := i.solver.PresentContext(ctx, domain, keyAuth); err != nil {
+					return fmt.Errorf("authorization %s: %w", domain, err)
+				}
+				mu.Lock()
+				present = append(present, solved{domain, keyAuth})
+				mu.Unlock()
+				// A resumed order's challenge may already be under
+				// validation: triggering it again is an error, and the
+				// value just presented again is what the CA reads.
+				if chal.Status == acme.StatusPending {
+					if _, err := core.Challenges.New(chal.URL); err != nil {
+						return fmt.Errorf("authorization %s: trigger challenge: %w", domain, err)
+					}
+				}
+				err = poll(ctx, func() (bool, error) {
+					a, err := core.Authorizations.Get(u)
+					if err != nil {
+						return false, err
+					}
+					switch a.Status {
+					case acme.StatusValid:
+						return true, nil
+					case acme.StatusPending, acme.StatusProcessing:
+						return false, nil
+					}
+					for _, c := range a.Challenges {
+						if c.Error != nil {
+							return false, fmt.Errorf("%s: %w", a.Status, c.Err())
+						}
+					}
+					return false, fmt.Errorf("status %s", a.Status)
+				})
+				if err != nil {
+					emit(Event{Step: StepAuthorization, Detail: domain, Error: err.Error()})
+					return fmt.Errorf("authorization %s: %w", domain, err)
+				}
+				emit(Event{Step: StepAuthorization, OK: true, Detail: fmt.Sprintf("%s valid (%s)", domain, time.Since(started).Round(time.Millisecond))})
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// poll calls check until it reports done or fails, waiting 50 ms at first
+// and growing to 1 s, since our own zone answers at once and the CA usually
+// validates in well under a second.
+func poll(ctx context.Context, check func() (bool, error)) error {
+	wait := 50 * time.Millisecond
+	deadline := time.NewTimer(5 * time.Minute)
+	defer deadline.Stop()
+	for {
+		done, err := check()
+		if err != nil || done {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-deadline.C:
+			t.Stop()
+			return errors.New("timed out after 5m waiting for the CA")
+		case <-t.C:
+		}
+		wait = min(wait*3/2, time.Second)
+	}
+}
+
+// revoke revokes a certificate at the CA with an RFC 5280 reason code.
+func (i *Issuer) revoke(ctx context.Context, certPEM string, reason uint) error {
+	core, err := i.core(ctx)
+	if err != nil {
+		return err
+	}
+	leaf, err := certcrypto.ParsePEMCertificate([]byte(certPEM))
+	if err != nil {
+		return fmt.Errorf("revoke: parse certificate: %w", err)
+	}
+	r := reason
+	if err := core.Certificates.Revoke(acme.RevokeCertMessage{Certificate: base64.RawURLEncoding.EncodeToString(leaf.Raw), Reason: &r}); err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	return nil
+}
+
+func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
+
+// keyType maps the config words to lego's key types.
+func keyType(s string) (certcrypto.KeyType, error) {
+	switch strings.ToUpper(s) {
+	case "", "EC256":
+		return certcrypto.EC256, nil
+	case "EC384":
+		return certcrypto.EC384, nil
+	case "RSA2048":
+		return certcrypto.RSA2048, nil
+	case "RSA3072":
+		return certcrypto.RSA3072, nil
+	case "RSA4096":
+		return certcrypto.RSA4096, nil
+	}
+	return "", fmt.Errorf("unknown key type %q; expected EC256, EC384, RSA2048, RSA3072 or RSA4096", s)
+}

@@ -1,0 +1,110 @@
+package providers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-acme/lego/v4/challenge"
+	"github.com/go-acme/lego/v4/challenge/dns01"
+
+	"github.com/delegated/delegated/store"
+)
+
+// LocalStore is what Local needs from the store.
+type LocalStore interface {
+	ChallengeNameByBase(ctx context.Context, baseName string) (store.ChallengeName, error)
+	AddValue(ctx context.Context, subdomain, txt string) error
+	RemoveValue(ctx context.Context, subdomain, txt string) error
+}
+
+// DefaultTimeout bounds one Present or CleanUp when lego calls it without a
+// context.
+const DefaultTimeout = 30 * time.Second
+
+// Local is the in-process provider: Present stores the value on the
+// challenge subdomain assigned to the domain's base name. The store pushes
+// the change to the DNS view before AddValue returns, so the value is served
+// when Present returns and no propagation wait is needed.
+type Local struct {
+	store   LocalStore
+	timeout time.Duration
+}
+
+var (
+	_ challenge.Provider        = (*Local)(nil)
+	_ challenge.ProviderTimeout = (*Local)(nil)
+)
+
+// NewLocal returns a provider on st. timeout bounds each lego call; 0 means
+// DefaultTimeout.
+func NewLocal(st LocalStore, timeout time.Duration) *Local {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Local{store: st, timeout: timeout}
+}
+
+// BaseName strips a wildcard prefix and the trailing dot and lower-cases:
+// example.com and *.example.com validate through the same
+// _acme-challenge.example.com name.
+func BaseName(domain string) string {
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	return strings.TrimPrefix(d, "*.")
+}
+
+// Present implements challenge.Provider.
+func (l *Local) Present(domain, _, keyAuth string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	return l.PresentContext(ctx, domain, keyAuth)
+}
+
+// CleanUp implements challenge.Provider.
+func (l *Local) CleanUp(domain, _, keyAuth string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	return l.CleanUpContext(ctx, domain, keyAuth)
+}
+
+// Timeout implements challenge.ProviderTimeout. lego sleeps the interval
+// before its first propagation check; our own zone serves the value at once,
+// so the interval is minimal.
+func (l *Local) Timeout() (timeout, interval time.Duration) {
+	return l.timeout, 10 * time.Millisecond
+}
+
+// PresentContext stores the DNS-01 value for domain.
+func (l *Local) PresentContext(ctx context.Context, domain, keyAuth string) error {
+	sub, err := l.subdomain(ctx, domain)
+	if err != nil {
+		return err
+	}
+	value := dns01.GetChallengeInfo(domain, keyAuth).Value
+	if err := l.store.AddValue(ctx, sub, value); err != nil {
+		return fmt.Errorf("local provider: present %s: %w", domain, err)
+	}
+	return nil
+}
+
+// CleanUpContext removes the value PresentContext stored.
+func (l *Local) CleanUpContext(ctx context.Context, domain, keyAuth string) error {
+	sub, err := l.subdomain(ctx, domain)
+	if err != nil {
+		return err
+	}
+	value := dns01.GetChallengeInfo(domain, keyAuth).Value
+	if err := l.store.RemoveValue(ctx, sub, value); err != nil {
+		return fmt.Errorf("local provider: clean up %s: %w", domain, err)
+	}
+	return nil
+}
+
+func (l *Local) subdomain(ctx context.Context, domain string) (string, error) {
+	n, err := l.store.ChallengeNameByBase(ctx, BaseName(domain))
+	if err != nil {
+		return "", fmt.Errorf("local provider: no challenge subdomain assigned to %s: %w", domain, err)
+	}
+	return n.Subdomain, nil
+}

@@ -1,0 +1,345 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// follower keeps this instance's subscribers in step with the changes other
+// instances commit to a shared PostgreSQL. Every write notifies
+// "<seq> <subdomain>" on the schema's channel inside its transaction; the
+// follower reads that subdomain's current state and delivers it. Sequences
+// commit in order (lockWrites), so having handled sequence n means every
+// earlier change was handled; after a lost connection the follower listens
+// again and then re-reads every subdomain changed after the last sequence it
+// handled, so nothing is dropped.
+type follower struct {
+	s       *Store
+	dsn     string
+	channel string
+
+	mu sync.Mutex
+	// err is why the feed is down; nil while following.
+	err error
+	// applied is the highest sequence whose state subscribers have.
+	applied int64
+	// own holds the sequences of changes this instance is committing or
+	// committed and delivered itself, whose notification has not come
+	// back yet: it is not read again.
+	own map[int64]bool
+
+	// acked wakes the heartbeat loop to record a newly applied sequence.
+	acked  chan struct{}
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// startFollower listens before returning, so a store that opens follows
+// from the start; later failures are retried in the background.
+func startFollower(ctx context.Context, s *Store, dsn, channel string) (*follower, error) {
+	f := &follower{s: s, dsn: dsn, channel: channel, own: map[int64]bool{}, acked: make(chan struct{}, 1)}
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&f.applied); err != nil {
+		return nil, fmt.Errorf("store: follow changes: %w", err)
+	}
+	conn, err := f.listen(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: follow changes: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	f.done.Add(2)
+	go func() {
+		defer f.done.Done()
+		f.run(runCtx, conn)
+	}()
+	go func() {
+		defer f.done.Done()
+		f.heartbeat(runCtx)
+	}()
+	return f, nil
+}
+
+func (f *follower) stop() {
+	f.cancel()
+	f.done.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	f.s.forgetInstance(ctx)
+}
+
+func (f *follower) health() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func (f *follower) appliedSeq() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
+}
+
+// published records a change this instance is committing and delivers
+// itself.
+func (f *follower) published(seq int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.own[seq] = true
+}
+
+// feed is a listening connection and the notifications it has received but
+// the follower has not handled. pgconn hands notifications to a callback
+// that runs in the goroutine reading the connection (the follower's own),
+// so the queue needs no lock.
+type feed struct {
+	conn    *pgconn.PgConn
+	pending []*pgconn.Notification
+}
+
+// listen opens a dedicated connection (LISTEN needs one held open) and
+// subscribes to the channel.
+func (f *follower) listen(ctx context.Context) (*feed, error) {
+	cfg, err := pgconn.ParseConfig(f.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse dsn: %w", err)
+	}
+	fd := &feed{}
+	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) {
+		fd.pending = append(fd.pending, n)
+	}
+	fd.conn, err = pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if _, err := fd.conn.Exec(ctx, "LISTEN "+pgx.Identifier{f.channel}.Sanitize()).ReadAll(); err != nil {
+		fd.conn.Close(ctx)
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return fd, nil
+}
+
+// run follows until ctx ends, reconnecting after failures.
+func (f *follower) run(ctx context.Context, conn *feed) {
+	log := f.s.log
+	delay := 50 * time.Millisecond
+	for {
+		var err error
+		if conn == nil {
+			conn, err = f.listen(ctx)
+		}
+		if err == nil {
+			// Catch up after listening: a change committed in between is
+			// both read here and notified, and the second is skipped.
+			err = f.catchUp(ctx)
+		}
+		if err == nil {
+			f.setHealth(nil)
+			delay = 50 * time.Millisecond
+			err = f.receive(ctx, conn)
+		}
+		if conn != nil {
+			closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+			conn.conn.Close(closeCtx)
+			cancel()
+			conn = nil
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if f.setHealth(err) {
+			log.Error("change feed lost; this instance may answer stale values until it reconnects", "err", err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(delay*2, f.s.opts.ReconnectDelay)
+	}
+}
+
+// setHealth records the feed's state and reports whether it just went down.
+func (f *follower) setHealth(err error) (wentDown bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	wentDown = f.err == nil && err != nil
+	if err != nil {
+		err = fmt.Errorf("change feed down: %w", err)
+	} else if f.err != nil {
+		f.s.log.Info("change feed restored", "applied_seq", f.applied)
+	}
+	f.err = err
+	return wentDown
+}
+
+// receive handles notifications until the connection fails.
+func (f *follower) receive(ctx context.Context, fd *feed) error {
+	for {
+		for len(fd.pending) > 0 {
+			n := fd.pending[0]
+			fd.pending = fd.pending[1:]
+			if err := f.handlePayload(ctx, n.Payload); err != nil {
+				return err
+			}
+		}
+		fd.pending = nil
+		if err := waitNotification(ctx, fd.conn); err != nil {
+			return err
+		}
+	}
+}
+
+func (f *follower) handlePayload(ctx context.Context, payload string) error {
+	seq, sub, err := parseChange(payload)
+	if err != nil {
+		f.s.log.Warn("ignoring change notification", "err", err)
+		return nil
+	}
+	return f.handle(ctx, seq, sub)
+}
+
+// waitNotification returns once notifications arrived (queued by the
+// feed's callback). A connection that died without a TCP reset (server
+// host gone) is detected by the periodic ping: waiting longer would leave
+// the instance reporting healthy while deaf.
+func waitNotification(ctx context.Context, conn *pgconn.PgConn) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) || conn.IsClosed() {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("ping: %w", err)
+		}
+	}
+}
+
+// handle applies one notified change.
+func (f *follower) handle(ctx context.Context, seq int64, sub string) error {
+	f.mu.Lock()
+	skip := seq <= f.applied
+	skip = skip || f.own[seq]
+	// Notifications come in sequence order: own sequences up to seq are
+	// settled (one below seq that never came back rolled back).
+	for own := range f.own {
+		if own <= seq {
+			delete(f.own, own)
+		}
+	}
+	f.mu.Unlock()
+	if !skip {
+		tx, err := f.s.snapshotTx(ctx)
+		if err != nil {
+			return fmt.Errorf("read change %d: %w", seq, err)
+		}
+		st, err := f.s.readState(ctx, tx, sub, f.s.opts.Now())
+		tx.Rollback()
+		if err != nil {
+			return fmt.Errorf("read change %d: %w", seq, err)
+		}
+		f.s.deliver(st)
+	}
+	f.advance(seq)
+	return nil
+}
+
+// advance records that subscribers have every change up to seq. With
+// ConfirmAll it also wakes the heartbeat loop, so that writers waiting for
+// confirmation hear at once rather than at the next heartbeat; without it
+// the applied sequence is recorded with the heartbeat only, sparing the
+// database a write per change per instance. (Set confirm on every instance:
+// a writer waiting on an instance without it waits up to one heartbeat.)
+func (f *follower) advance(seq int64) {
+	f.mu.Lock()
+	if seq > f.applied {
+		f.applied = seq
+	}
+	f.mu.Unlock()
+	if !f.s.opts.ConfirmAll {
+		return
+	}
+	select {
+	case f.acked <- struct{}{}:
+	default:
+	}
+}
+
+// catchUp delivers the current state of every subdomain changed after the
+// last applied sequence, read in one snapshot.
+func (f *follower) catchUp(ctx context.Context) error {
+	from := f.appliedSeq()
+	tx, err := f.s.snapshotTx(ctx)
+	if err != nil {
+		return fmt.Errorf("catch up: %w", err)
+	}
+	defer tx.Rollback()
+	var upTo int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&upTo); err != nil {
+		return fmt.Errorf("catch up: %w", err)
+	}
+	if upTo <= from {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT subdomain, MAX(seq) FROM changes WHERE seq > $1 GROUP BY subdomain`, from)
+	if err != nil {
+		return fmt.Errorf("catch up: %w", err)
+	}
+	latest := map[string]int64{}
+	for rows.Next() {
+		var (
+			sub string
+			seq int64
+		)
+		if err := rows.Scan(&sub, &seq); err != nil {
+			rows.Close()
+			return fmt.Errorf("catch up: %w", err)
+		}
+		latest[sub] = seq
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catch up: %w", err)
+	}
+	// This instance's own writes were delivered by the writer.
+	f.mu.Lock()
+	for sub, seq := range latest {
+		if f.own[seq] {
+			delete(latest, sub)
+		}
+	}
+	f.mu.Unlock()
+	now := f.s.opts.Now()
+	for sub := range latest {
+		st, err := f.s.readState(ctx, tx, sub, now)
+		if err != nil {
+			return fmt.Errorf("catch up: %w", err)
+		}
+		f.s.deliver(st)
+	}
+	f.mu.Lock()
+	for own := range f.own {
+		if own <= upTo {
+			delete(f.own, own)
+		}
+	}
+	f.mu.Unlock()
+	f.s.log.Info("caught up with changes", "from_seq", from, "to_seq", upTo, "subdomains", len(latest))
+	f.advance(upTo)
+	return nil
+}
