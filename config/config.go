@@ -106,6 +106,9 @@ type API struct {
 	// config folder).
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// ACMEDomains are the names of the API's own certificate for
+	// tls = "acme" (see apiacme.go). Default: the zone's name.
+	ACMEDomains []string `toml:"acme_domains"`
 	// Metrics serves Prometheus metrics at /metrics. Default true.
 	Metrics *bool `toml:"metrics"`
 }
@@ -456,6 +459,9 @@ func (c *Config) validateAPIExtensions() error {
 		}
 		a.TrustedProxyPrefixes = append(a.TrustedProxyPrefixes, p.Masked())
 	}
+	if a.TLS != "acme" && len(a.ACMEDomains) > 0 {
+		return c.fail("api.acme_domains", "set but api.tls is %q; acme_domains names the certificate of api.tls = \"acme\"", a.TLS)
+	}
 	switch a.TLS {
 	case "":
 		a.TLS = "none"
@@ -467,8 +473,12 @@ func (c *Config) validateAPIExtensions() error {
 		if a.KeyFile == "" {
 			return c.fail("api.key_file", "missing; expected a PEM private key file when api.tls = \"files\"")
 		}
+	case "acme":
+		if err := c.validateAPIACME(); err != nil {
+			return err
+		}
 	default:
-		return c.fail("api.tls", "%q is not supported; expected \"none\" or \"files\"", a.TLS)
+		return c.fail("api.tls", "%q is not supported; expected \"none\", \"files\" or \"acme\"", a.TLS)
 	}
 	if a.CertFile != "" && !filepath.IsAbs(a.CertFile) {
 		a.CertFile = filepath.Join(c.Dir, a.CertFile)

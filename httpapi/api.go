@@ -76,6 +76,10 @@ type Options struct {
 	TLSKeyFile       string
 	TLSReload        <-chan struct{}
 	TLSCheckInterval time.Duration
+	// TLSPlaceholder, when set, lets the files be missing at start: a
+	// self-signed certificate for these names is served until they exist
+	// ([api] tls = "acme" before the first issuance).
+	TLSPlaceholder []string
 	// Metrics, when not nil, receives the API's metrics and is served at
 	// /metrics. A registry of the caller's, never the global one.
 	Metrics *prometheus.Registry
@@ -164,7 +168,7 @@ func New(opts Options, st Store) (*API, error) {
 		a.regLimit = newRateLimiter(opts.RegisterRate, opts.RegisterPer, opts.Now)
 	}
 	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
-		if a.certs, err = newCertReloader(opts.TLSCertFile, opts.TLSKeyFile, a.log); err != nil {
+		if a.certs, err = newCertReloader(opts.TLSCertFile, opts.TLSKeyFile, opts.TLSPlaceholder, a.log); err != nil {
 			return nil, err
 		}
 	}
@@ -243,9 +247,12 @@ func (a *API) Start() error {
 	if a.certs != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		a.stopReload = cancel
-		a.reloadDone = make(chan struct{})
+		done := make(chan struct{})
+		a.reloadDone = done
 		go func() {
-			defer close(a.reloadDone)
+			// done, not a.reloadDone: Shutdown clears the field, maybe
+			// before this goroutine runs.
+			defer close(done)
 			a.certs.run(ctx, a.opts.TLSCheckInterval, a.opts.TLSReload)
 		}()
 	}

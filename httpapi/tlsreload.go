@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -19,6 +20,9 @@ import (
 type certReloader struct {
 	certFile, keyFile string
 	log               *slog.Logger
+	// placeholder is true while a self-signed stand-in is served because
+	// the files do not exist yet (see newCertReloader).
+	placeholder bool
 
 	mu      sync.RWMutex
 	cert    *tls.Certificate
@@ -39,12 +43,23 @@ func statSig(path string) (fileSig, error) {
 	return fileSig{mod: fi.ModTime(), size: fi.Size()}, nil
 }
 
-func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
+// newCertReloader loads the pair. With placeholderNames, missing files are
+// not an error: a self-signed certificate for those names is served until
+// the files appear (picked up by the next check or reload signal).
+func newCertReloader(certFile, keyFile string, placeholderNames []string, log *slog.Logger) (*certReloader, error) {
 	if certFile == "" || keyFile == "" {
 		return nil, errors.New("httpapi: TLS needs both a certificate file and a key file")
 	}
 	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
-	if _, err := c.reload(true); err != nil {
+	_, err := c.reload(true)
+	if err != nil && len(placeholderNames) > 0 && errors.Is(err, fs.ErrNotExist) {
+		if c.cert, err = placeholderCert(placeholderNames); err != nil {
+			return nil, err
+		}
+		c.placeholder = true
+		log.Warn("TLS certificate not issued yet; serving a self-signed placeholder until it is deployed", "cert_file", certFile, "names", placeholderNames)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -73,6 +88,7 @@ func (c *certReloader) reload(force bool) (bool, error) {
 	}
 	c.mu.Lock()
 	c.cert, c.certSig, c.keySig = &cert, certSig, keySig
+	c.placeholder = false
 	c.mu.Unlock()
 	return true, nil
 }
@@ -102,7 +118,12 @@ func (c *certReloader) run(ctx context.Context, interval time.Duration, signal <
 			force = true
 		}
 		changed, err := c.reload(force)
+		c.mu.RLock()
+		waiting := c.placeholder
+		c.mu.RUnlock()
 		switch {
+		case err != nil && waiting && errors.Is(err, fs.ErrNotExist):
+			// Still waiting for the first issuance: said once at start.
 		case err != nil:
 			c.log.Error("TLS certificate reload failed; the previous certificate stays in service", "err", err)
 		case changed:

@@ -42,6 +42,7 @@ type Store interface {
 	DeleteCertificate(ctx context.Context, name string) error
 	ACMEAccountFor(ctx context.Context, directory, email string) (store.ACMEAccount, error)
 	SaveACMEAccount(ctx context.Context, a store.ACMEAccount) error
+	Leaser
 }
 
 // Solver presents and removes DNS-01 values; providers.Local is the one the
@@ -94,6 +95,12 @@ type Options struct {
 	// RenewBefore, when set, renews no later than this long before expiry,
 	// whatever ARI or the lifetime rule say.
 	RenewBefore time.Duration
+	// InstanceID names this process in the store's leases; default
+	// host/pid/random. Instances sharing a database must differ.
+	InstanceID string
+	// LeaseTTL is how long a certificate's lease outlives a holder that
+	// died; default DefaultLeaseTTL.
+	LeaseTTL time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger; default slog.Default().
@@ -120,8 +127,12 @@ type Issuer struct {
 	wake    chan struct{}
 	wg      sync.WaitGroup
 
-	mu   sync.Mutex
-	busy map[string]bool
+	leases Leaser
+
+	mu sync.Mutex
+	// busy holds the certificates this process works on, each under its
+	// lease in the store.
+	busy map[string]*hold
 	subs map[string]map[int]chan Event
 	next int
 }
@@ -164,6 +175,12 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = defaultInstanceID()
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -183,7 +200,8 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 		runCtx:     runCtx,
 		stopRun:    stop,
 		wake:       make(chan struct{}, 1),
-		busy:       map[string]bool{},
+		leases:     st,
+		busy:       map[string]*hold{},
 		subs:       map[string]map[int]chan Event{},
 	}, nil
 }
@@ -397,6 +415,14 @@ func (i *Issuer) assign(ctx context.Context, domains []string) ([]Delegation, er
 			continue
 		}
 		seen[base] = true
+		if i.isSelf(base) {
+			d, err := i.selfDelegation(ctx, base)
+			if err != nil {
+				return nil, err
+			}
+			dels = append(dels, d)
+			continue
+		}
 		n, err := i.store.ChallengeNameByBase(ctx, base)
 		if errors.Is(err, store.ErrNotFound) {
 			n, err = i.createChallengeName(ctx, base)
@@ -414,6 +440,10 @@ func (i *Issuer) assign(ctx context.Context, domains []string) ([]Delegation, er
 }
 
 func (i *Issuer) createChallengeName(ctx context.Context, base string) (store.ChallengeName, error) {
+	return i.createChallengeNameWith(ctx, base, uuid.NewString())
+}
+
+func (i *Issuer) createChallengeNameWith(ctx context.Context, base, subdomain string) (store.ChallengeName, error) {
 	// Nobody ever uses this account's key: the issuer writes values
 	// directly. A random one keeps the account unusable through the API.
 	var secret [32]byte
@@ -424,8 +454,12 @@ func (i *Issuer) createChallengeName(ctx context.Context, base string) (store.Ch
 	if err != nil {
 		return store.ChallengeName{}, fmt.Errorf("issuer: hash: %w", err)
 	}
-	acct := store.Account{Username: uuid.NewString(), KeyHash: string(hash), Subdomain: uuid.NewString()}
+	acct := store.Account{Username: uuid.NewString(), KeyHash: string(hash), Subdomain: subdomain}
 	if err := i.store.CreateAccount(ctx, acct); err != nil {
+		if errors.Is(err, store.ErrConflict) && subdomain == selfLabel {
+			// A fixed subdomain: a concurrent request created it first.
+			return i.store.ChallengeNameByBase(ctx, base)
+		}
 		return store.ChallengeName{}, err
 	}
 	n := store.ChallengeName{BaseName: base, Subdomain: acct.Subdomain, Username: acct.Username}
@@ -444,6 +478,9 @@ func (i *Issuer) createChallengeName(ctx context.Context, base string) (store.Ch
 func (i *Issuer) checkDelegations(ctx context.Context, dels []Delegation) {
 	var wg sync.WaitGroup
 	for k := range dels {
+		if selfAnswered(dels[k]) {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -608,21 +645,39 @@ func (i *Issuer) background(name string, fn func(ctx context.Context, name strin
 	}
 }
 
-// claim marks name busy; false when it already is (or the issuer stops).
-// Every change to a certificate's row happens under its claim, so one
-// certificate never has two things in flight and no save overwrites
-// another's newer one.
+// claim marks name busy and takes its lease in the store; false when this
+// or another instance works on it already (or the issuer stops). Every
+// change to a certificate's row happens under its claim, so one
+// certificate never has two things in flight, across all instances on one
+// database, and no save overwrites another's newer one. Callers re-read
+// the certificate after claiming: another instance may have changed it.
 func (i *Issuer) claim(name string) bool {
 	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.busy[name] || i.runCtx.Err() != nil {
+	if i.busy[name] != nil || i.runCtx.Err() != nil {
+		i.mu.Unlock()
 		return false
 	}
-	i.busy[name] = true
+	// Reserved locally first, so the lease is asked for once per process.
+	i.busy[name] = &hold{}
+	i.mu.Unlock()
+	h, ok := i.acquire(name)
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !ok {
+		delete(i.busy, name)
+		return false
+	}
+	i.busy[name] = h
 	return true
 }
 
 func (i *Issuer) release(name string) {
+	i.mu.Lock()
+	h := i.busy[name]
+	i.mu.Unlock()
+	if h != nil && h.done != nil {
+		i.give(name, h)
+	}
 	i.mu.Lock()
 	delete(i.busy, name)
 	i.mu.Unlock()
@@ -633,16 +688,17 @@ func (i *Issuer) release(name string) {
 func (i *Issuer) launch(name string, fn func(ctx context.Context, name string)) {
 	i.mu.Lock()
 	if i.runCtx.Err() != nil {
-		delete(i.busy, name)
 		i.mu.Unlock()
+		i.release(name)
 		return
 	}
 	i.wg.Add(1)
+	h := i.busy[name]
 	i.mu.Unlock()
 	go func() {
 		defer i.wg.Done()
 		defer i.release(name)
-		fn(i.runCtx, name)
+		fn(h.ctx, name)
 	}()
 }
 
@@ -667,12 +723,20 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 		i.log.Error("attempt: load certificate", "cert", name, "err", err)
 		return
 	}
+	if !due(c, i.opts.Now()) {
+		// Another instance finished (or rescheduled) it between our look
+		// at the list and taking the lease.
+		return
+	}
 	emit := func(ev Event) { i.publish(name, ev) }
 	started := i.opts.Now()
 	renewed := c.CertPEM != ""
 	log := i.log.With("cert", name)
 	log.Info("order starting", "domains", c.Domains, "status", StatusProcessing)
 	save := func(f inFlight) error {
+		if err := i.confirm(ctx, name); err != nil {
+			return err
+		}
 		c.OrderURL, c.OrderKeyPEM = f.orderURL, f.keyPEM
 		return i.store.SaveCertificate(context.WithoutCancel(ctx), c)
 	}
@@ -681,6 +745,12 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 	// interrupted it.
 	if err == nil || ctx.Err() == nil {
 		c.OrderURL, c.OrderKeyPEM = "", ""
+	}
+	if err != nil && ctx.Err() != nil && i.runCtx.Err() == nil {
+		// The lease is lost: another instance may be working on the
+		// certificate now, so this one writes nothing more.
+		log.Error("order abandoned: certificate lease lost", "status", StatusProcessing, "err", err)
+		return
 	}
 	if err != nil && ctx.Err() != nil {
 		// Shutting down is not a failed attempt: the certificate stays
@@ -702,6 +772,12 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 	c.NotBefore, c.NotAfter = res.leaf.NotBefore, res.leaf.NotAfter
 	c.Attempts, c.NextAttempt = 0, time.Time{}
 	c.RenewAt, c.RenewCheckedAt = time.Time{}, time.Time{}
+	if err := i.confirm(ctx, name); err != nil {
+		// Whoever holds the certificate now resumes the recorded order
+		// and downloads this same certificate.
+		log.Error("issued certificate not recorded here: certificate lease not confirmed", "err", err)
+		return
+	}
 	if err := i.store.SaveCertificate(ctx, c); err != nil {
 		i.fail(ctx, &c, err)
 		return
@@ -745,6 +821,12 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 // fail records a failed attempt: another is scheduled with backoff until
 // RetryAttempts are spent, then the status is failed.
 func (i *Issuer) fail(ctx context.Context, c *store.Certificate, cause error) {
+	if ctx.Err() != nil {
+		// Shutdown or a lost lease: not this attempt's outcome to record,
+		// and another instance may own the row now.
+		i.log.Warn("attempt interrupted", "cert", c.Name, "err", cause)
+		return
+	}
 	c.Attempts++
 	c.LastError = cause.Error()
 	if c.Attempts >= i.opts.RetryAttempts {
@@ -957,6 +1039,10 @@ func (i *Issuer) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			i.log.Error("scheduler: list certificates", "err", err)
 		}
+		// In a random order, so instances on one database that wake
+		// together for due work take different certificates first and
+		// the work spreads across them.
+		shuffle(certs)
 		recheck := now.Sub(lastRecheck) >= i.opts.DelegationRecheck
 		wait := i.opts.DelegationRecheck - now.Sub(lastRecheck)
 		if recheck {
@@ -973,6 +1059,9 @@ func (i *Issuer) Run(ctx context.Context) {
 			case StatusProcessing:
 				if !c.NextAttempt.After(now) {
 					i.start(c.Name)
+					// Look again soon: the attempt may run in an
+					// instance that dies, leaving its lease to expire.
+					wait = min(wait, i.leasePoll())
 				} else {
 					wait = min(wait, c.NextAttempt.Sub(now))
 				}
@@ -981,6 +1070,7 @@ func (i *Issuer) Run(ctx context.Context) {
 				if !c.NextAttempt.IsZero() {
 					if !c.NextAttempt.After(now) {
 						i.start(c.Name)
+						wait = min(wait, i.leasePoll())
 					} else {
 						wait = min(wait, c.NextAttempt.Sub(now))
 					}
@@ -991,12 +1081,14 @@ func (i *Issuer) Run(ctx context.Context) {
 				}
 				if c.RenewAt.IsZero() || now.Sub(c.RenewCheckedAt) >= ariRecheck {
 					i.background(c.Name, i.schedule)
+					wait = min(wait, i.leasePoll())
 					continue
 				}
 				if !c.RenewAt.After(now) {
 					if _, _, err := i.Renew(ctx, c.Name, false); err != nil && ctx.Err() == nil {
 						i.log.Warn("starting renewal failed", "cert", c.Name, "err", err)
 					}
+					wait = min(wait, i.leasePoll())
 					continue
 				}
 				wait = min(wait, c.RenewAt.Sub(now), c.RenewCheckedAt.Add(ariRecheck).Sub(now))

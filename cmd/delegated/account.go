@@ -174,7 +174,7 @@ func daemonURL(cfg *config.Config) (string, error) {
 		}
 	}
 	scheme := "http"
-	if cfg.API.TLS == "files" {
+	if cfg.API.TLS == "files" || cfg.API.TLS == "acme" {
 		scheme = "https"
 	}
 	return scheme + "://" + net.JoinHostPort(addr.String(), strconv.Itoa(int(ap.Port()))), nil
@@ -185,14 +185,15 @@ func daemonURL(cfg *config.Config) (string, error) {
 // pinning our own file is stricter than any CA check.
 func daemonClient(cfg *config.Config) (*http.Client, error) {
 	tr := &http.Transport{Proxy: nil}
-	if cfg.API.TLS == "files" {
-		pemBytes, err := os.ReadFile(cfg.API.CertFile)
+	if cfg.API.TLS == "files" || cfg.API.TLS == "acme" {
+		certFile := servedCertFile(cfg)
+		pemBytes, err := os.ReadFile(certFile)
 		if err != nil {
-			return nil, fmt.Errorf("read api.cert_file: %w", err)
+			return nil, fmt.Errorf("read the API's certificate: %w", err)
 		}
 		block, _ := pem.Decode(pemBytes)
 		if block == nil {
-			return nil, fmt.Errorf("api.cert_file %s holds no PEM certificate", cfg.API.CertFile)
+			return nil, fmt.Errorf("the API's certificate %s holds no PEM certificate", certFile)
 		}
 		want := block.Bytes
 		tr.TLSClientConfig = &tls.Config{
@@ -200,7 +201,7 @@ func daemonClient(cfg *config.Config) (*http.Client, error) {
 			InsecureSkipVerify: true, // replaced by the pin below
 			VerifyConnection: func(cs tls.ConnectionState) error {
 				if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, want) {
-					return errors.New("the daemon's certificate is not the one in api.cert_file")
+					return fmt.Errorf("the daemon's certificate is not the one in %s", certFile)
 				}
 				if _, err := x509.ParseCertificate(want); err != nil {
 					return err

@@ -76,6 +76,10 @@ func TestAcknowledgedUpdatesSurviveKill9(t *testing.T) {
 	}
 	cmd.Wait()
 
+	// Fresh ports: a parallel test may have taken the killed process's.
+	dnsPort, apiPort = freePort(t), freePort(t)
+	writeConfig(t, dir, dnsPort, apiPort)
+	dnsAddr = fmt.Sprintf("127.0.0.1:%d", dnsPort)
 	cmd, _ = startProcess(t, dir, apiPort)
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	got := txtsOf(query(t, "udp", dnsAddr, dns.Fqdn(reg.Fulldomain), dns.TypeTXT))

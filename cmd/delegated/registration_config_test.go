@@ -21,7 +21,8 @@ func TestAPIExtensionKeysRefused(t *testing.T) {
 		{`register_rate = "ten/h"`, "api.register_rate", `"10/h"`},
 		{`register_rate = "10/fortnight"`, "api.register_rate", `"10/h"`},
 		{`trusted_proxies = ["10.0.0.0/8", "proxy.example"]`, "api.trusted_proxies[1]", "CIDR"},
-		{`tls = "acme"`, "api.tls", `"none" or "files"`},
+		{`tls = "auto"`, "api.tls", `"none", "files" or "acme"`},
+		{`tls = "acme"`, "api.tls", "[issuer]"},
 		{`tls = "files"`, "api.cert_file", "PEM"},
 		{"tls = \"files\"\ncert_file = \"c.pem\"", "api.key_file", "PEM"},
 	}

@@ -124,6 +124,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	if err := isvc.wire(&apiOpts); err != nil {
 		return err
 	}
+	// [api] tls = "acme": the API serves the issuer's certificate.
+	apiTLS, err := newAPIACME(cfg, isvc, log, &apiOpts)
+	if err != nil {
+		return err
+	}
 	api, err := httpapi.New(apiOpts, st)
 	if err != nil {
 		return err
@@ -138,6 +143,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	}
 	if err := isvc.start(); err != nil {
 		shutdown(log, api, dns)
+		return err
+	}
+	if err := apiTLS.start(ctx); err != nil {
+		shutdown(log, apiTLS, isvc, api, dns)
 		return err
 	}
 	expiryCtx, stopExpiry := context.WithCancel(context.Background())
@@ -155,7 +164,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	log.Info("shutting down")
 	// The API goes first so no write is acknowledged that DNS would not
 	// serve; the store closes last (deferred).
-	shutdown(log, isvc, api, dns)
+	shutdown(log, apiTLS, isvc, api, dns)
 	stopExpiry()
 	<-expiryDone
 	log.Info("stopped")
