@@ -48,7 +48,6 @@ func TestAcknowledgedUpdatesSurviveKill9(t *testing.T) {
 	dnsPort, apiPort := freePort(t), freePort(t)
 	writeConfig(t, dir, dnsPort, apiPort)
 	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dnsPort)
 
 	cmd, _ := startProcess(t, dir, apiPort)
 	status, body := postJSON(t, api+"/register", "", nil)
@@ -79,7 +78,7 @@ func TestAcknowledgedUpdatesSurviveKill9(t *testing.T) {
 	// Fresh ports: a parallel test may have taken the killed process's.
 	dnsPort, apiPort = freePort(t), freePort(t)
 	writeConfig(t, dir, dnsPort, apiPort)
-	dnsAddr = fmt.Sprintf("127.0.0.1:%d", dnsPort)
+	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dnsPort)
 	cmd, _ = startProcess(t, dir, apiPort)
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	got := txtsOf(query(t, "udp", dnsAddr, dns.Fqdn(reg.Fulldomain), dns.TypeTXT))
