@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,43 +12,79 @@ import (
 	"github.com/miekg/dns"
 )
 
-// startProcess runs `delegated serve` as a real process on the config in
-// dir and waits until the API is healthy.
-func startProcess(t *testing.T, dir string, apiPort int) (*exec.Cmd, *bytes.Buffer) {
+// daemonProcess is `delegated serve` running as a real child process.
+type daemonProcess struct {
+	cmd              *exec.Cmd
+	stderr           *lockedBuffer
+	exited           chan error // receives cmd.Wait's result once
+	dnsPort, apiPort int
+}
+
+// startProcess writes a config on fresh ports into dir, runs `delegated
+// serve` as a real process and waits until the API is healthy. Another
+// process can take a picked port between the pick and the daemon's bind; the
+// daemon then exits naming the port, and this tries again on new ports.
+func startProcess(t *testing.T, dir string) *daemonProcess {
 	t.Helper()
-	cmd := runMain(t, dir, "serve")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		p := &daemonProcess{stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+		p.dnsPort, p.apiPort = freePort(t), freePort(t)
+		writeConfig(t, dir, p.dnsPort, p.apiPort)
+		p.cmd = runMain(t, dir, "serve", "--config", "config.toml")
+		p.cmd.Stderr = p.stderr
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.exited <- p.cmd.Wait() }()
+		err := p.waitHealthy(20 * time.Second)
+		if err == nil {
+			return p
+		}
+		if attempt < 5 && strings.Contains(p.stderr.String(), "address already in use") {
+			t.Logf("attempt %d: a port was taken, retrying: %v", attempt, err)
+			continue
+		}
+		t.Fatalf("delegated serve: %v\n%s", err, p.stderr.String())
 	}
-	deadline := time.Now().Add(20 * time.Second)
+}
+
+func (p *daemonProcess) waitHealthy(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	url := fmt.Sprintf("http://127.0.0.1:%d/health", p.apiPort)
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", apiPort))
+		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return cmd, &stderr
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("not ready: %s", stderr.String())
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+			return fmt.Errorf("exited before becoming healthy: %v", err)
+		case <-time.After(20 * time.Millisecond):
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			p.kill()
+			return fmt.Errorf("not healthy after %v", timeout)
+		}
 	}
+}
+
+// kill ends the process with SIGKILL, so no shutdown path runs, and waits.
+func (p *daemonProcess) kill() {
+	_ = p.cmd.Process.Kill()
+	err := <-p.exited
+	p.exited <- err
 }
 
 // TestAcknowledgedUpdatesSurviveKill9: every update that got its 200 is
 // served after the process is killed without warning and started again.
 func TestAcknowledgedUpdatesSurviveKill9(t *testing.T) {
 	dir := t.TempDir()
-	dnsPort, apiPort := freePort(t), freePort(t)
-	writeConfig(t, dir, dnsPort, apiPort)
-	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-
-	cmd, _ := startProcess(t, dir, apiPort)
+	proc := startProcess(t, dir)
+	api := fmt.Sprintf("http://127.0.0.1:%d", proc.apiPort)
 	status, body := postJSON(t, api+"/register", "", nil)
 	if status != 201 {
 		t.Fatalf("register: %d %s", status, body)
@@ -70,17 +105,12 @@ func TestAcknowledgedUpdatesSurviveKill9(t *testing.T) {
 	if len(acked) != 4 {
 		t.Fatalf("only %d of 4 updates acknowledged", len(acked))
 	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown path runs
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	proc.kill()
 
 	// Fresh ports: a parallel test may have taken the killed process's.
-	dnsPort, apiPort = freePort(t), freePort(t)
-	writeConfig(t, dir, dnsPort, apiPort)
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dnsPort)
-	cmd, _ = startProcess(t, dir, apiPort)
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	proc = startProcess(t, dir)
+	defer proc.kill()
+	dnsAddr := fmt.Sprintf("127.0.0.1:%d", proc.dnsPort)
 	got := txtsOf(query(t, "udp", dnsAddr, dns.Fqdn(reg.Fulldomain), dns.TypeTXT))
 	if strings.Join(got, ",") != strings.Join(acked, ",") {
 		t.Fatalf("after kill -9: served %v, acknowledged %v", got, acked)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/delegated/delegated/config"
+	"github.com/delegated/delegated/e2e/harness"
 )
 
 // TestMain lets tests run this binary's main as a real process (for
@@ -259,69 +259,31 @@ func TestBadConfigExitsTwoNamingTheKey(t *testing.T) {
 func TestSignalsStopCleanly(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			dir := t.TempDir()
-			dnsPort, apiPort := freePort(t), freePort(t)
-			writeConfig(t, dir, dnsPort, apiPort)
-			cmd := runMain(t, dir, "serve", "--config", "config.toml")
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", apiPort))
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						break
-					}
-				}
-				if time.Now().After(deadline) {
-					cmd.Process.Kill()
-					t.Fatalf("not ready: %s", stderr.String())
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			proc := startProcess(t, t.TempDir())
 			start := time.Now()
-			if err := cmd.Process.Signal(sig); err != nil {
+			if err := proc.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
 			select {
-			case err := <-exited:
+			case err := <-proc.exited:
 				if err != nil {
-					t.Fatalf("exit: %v; stderr: %s", err, stderr.String())
+					t.Fatalf("exit: %v; stderr: %s", err, proc.stderr.String())
 				}
 			case <-time.After(5 * time.Second):
-				cmd.Process.Kill()
+				proc.kill()
 				t.Fatalf("still running 5 s after %v", sig)
 			}
 			t.Logf("stopped %v after %v", sig, time.Since(start))
-			if !strings.Contains(stderr.String(), "stopped") {
-				t.Errorf("no orderly stop logged: %s", stderr.String())
+			if !strings.Contains(proc.stderr.String(), "stopped") {
+				t.Errorf("no orderly stop logged: %s", proc.stderr.String())
 			}
 		})
 	}
 }
 
-// freePort finds a port free for both UDP and TCP on 127.0.0.1.
+// freePort finds a port free for both UDP and TCP on 127.0.0.1, outside
+// the range other tests' client sockets draw from.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		pc.Close()
-		if err == nil {
-			ln.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
+	return harness.FreePort(t)
 }

@@ -2,10 +2,12 @@ package harness
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -15,8 +17,9 @@ const Loopback = "127.0.0.1"
 // FreePort returns a port on 127.0.0.1 that was free for both TCP and UDP a
 // moment ago: DNS servers need the same port on both, and a port free for
 // one protocol is often taken on the other. The port is released before
-// returning, so another process may take it first; the Start functions retry
-// with fresh ports when a component fails to start on ports they picked.
+// returning, so another process may still take it first; the Start
+// functions retry with fresh ports when a component fails to start on ports
+// they picked.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	p, err := freePort()
@@ -37,27 +40,54 @@ func HostPort(port int) string {
 	return net.JoinHostPort(Loopback, strconv.Itoa(port))
 }
 
-// freePort lets the kernel pick a TCP port and keeps it only if UDP can bind
-// the same number; otherwise it tries again with a new one.
+// freePort picks a random port below the kernel's ephemeral range and keeps
+// it only if both TCP and UDP can bind it. Ports the kernel hands out for :0
+// and for outgoing connections come from the ephemeral range, so a port from
+// below it is not taken by some other test's client socket in the moment
+// between our check and the component's bind, which happened in CI.
 func freePort() (int, error) {
+	low := ephemeralLow()
 	var lastErr error
-	for range 20 {
-		tl, err := net.Listen("tcp", Loopback+":0")
-		if err != nil {
-			return 0, fmt.Errorf("free port: listen tcp: %w", err)
-		}
-		port := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp", HostPort(port))
+	for range 50 {
+		port := unprivilegedFloor + rand.IntN(low-unprivilegedFloor)
+		tl, err := net.Listen("tcp", HostPort(port))
 		if err != nil {
 			lastErr = err
-			_ = tl.Close()
+			continue
+		}
+		ul, err := net.ListenPacket("udp", HostPort(port))
+		_ = tl.Close()
+		if err != nil {
+			lastErr = err
 			continue
 		}
 		_ = ul.Close()
-		_ = tl.Close()
 		return port, nil
 	}
-	return 0, fmt.Errorf("free port: no port free for both tcp and udp after 20 tries: %w", lastErr)
+	return 0, fmt.Errorf("free port: no port below %d free for both tcp and udp after 50 tries: %w", low, lastErr)
+}
+
+// unprivilegedFloor keeps picks clear of the well-known and commonly
+// configured service ports.
+const unprivilegedFloor = 15000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, 32768 when
+// it cannot be read.
+func ephemeralLow() int {
+	const fallback = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) != 2 {
+		return fallback
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil || low <= unprivilegedFloor+1000 {
+		return fallback
+	}
+	return low
 }
 
 // requireLoopback checks that addr is "host:port" with a loopback IP host.
