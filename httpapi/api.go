@@ -314,6 +314,7 @@ func (a *API) Shutdown(ctx context.Context) error {
 		}
 	}
 	a.unsub()
+	a.auth.bcrypt.close()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("httpapi: shutdown: %w", err)
 	}

@@ -21,13 +21,13 @@ import (
 // all get the same 401 so that none tells an attacker which part was wrong.
 var errForbidden = errors.New("forbidden")
 
-// authenticator checks X-Api-User/X-Api-Key pairs. bcrypt runs at most
-// `slots` at a time; a verified pair is remembered (as a SHA-256 of the key,
+// authenticator checks X-Api-User/X-Api-Key pairs. bcrypt runs on the
+// workers of a low-priority pool, so at most as many at a time as it has; a verified pair is remembered (as a SHA-256 of the key,
 // never the key) so a client updating again does not pay bcrypt again.
 type authenticator struct {
 	store     Store
 	cost      int
-	slots     chan struct{}
+	bcrypt    *lowPriorityPool
 	dummyHash []byte
 
 	mu          sync.Mutex
@@ -55,24 +55,12 @@ func newAuthenticator(st Store, cost, concurrency, cacheSize int) (*authenticato
 	return &authenticator{
 		store:       st,
 		cost:        cost,
-		slots:       make(chan struct{}, concurrency),
+		bcrypt:      newLowPriorityPool(concurrency),
 		dummyHash:   dummy,
 		maxEntries:  cacheSize,
 		byUser:      map[string]cachedCredential{},
 		bySubdomain: map[string]string{},
 	}, nil
-}
-
-// withSlot runs fn while holding one of the bcrypt slots.
-func (a *authenticator) withSlot(ctx context.Context, fn func()) error {
-	select {
-	case a.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-a.slots }()
-	fn()
-	return nil
 }
 
 // hash bcrypts a new key under the concurrency bound.
@@ -81,7 +69,7 @@ func (a *authenticator) hash(ctx context.Context, key string) (string, error) {
 		h   []byte
 		err error
 	)
-	if slotErr := a.withSlot(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(key), a.cost) }); slotErr != nil {
+	if slotErr := a.bcrypt.run(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(key), a.cost) }); slotErr != nil {
 		return "", slotErr
 	}
 	return string(h), err
@@ -107,7 +95,7 @@ func (a *authenticator) verify(ctx context.Context, username, key string) (store
 		return store.Account{}, err
 	}
 	var match bool
-	if slotErr := a.withSlot(ctx, func() {
+	if slotErr := a.bcrypt.run(ctx, func() {
 		match = bcrypt.CompareHashAndPassword(hash, []byte(key)) == nil
 	}); slotErr != nil {
 		return store.Account{}, slotErr

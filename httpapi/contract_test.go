@@ -469,59 +469,28 @@ func TestWarmUpdateSkipsBcrypt(t *testing.T) {
 	if !cached {
 		t.Fatal("verified credential not cached")
 	}
-	// Occupy every bcrypt slot: a warm update must not need one.
-	for range cap(e.api.auth.slots) {
-		e.api.auth.slots <- struct{}{}
+	// Occupy every bcrypt worker: a warm update must not need one.
+	release := make(chan struct{})
+	var busy sync.WaitGroup
+	for range e.api.auth.bcrypt.size {
+		busy.Add(1)
+		started := make(chan struct{})
+		go func() {
+			defer busy.Done()
+			_ = e.api.auth.bcrypt.run(context.Background(), func() { close(started); <-release })
+		}()
+		<-started
 	}
-	if status, body := e.update(t, r, txtValue(2)); status != 200 {
+	status, body := e.update(t, r, txtValue(2))
+	close(release)
+	busy.Wait()
+	if status != 200 {
 		t.Fatalf("warm update: %d %s", status, body)
-	}
-	for range cap(e.api.auth.slots) {
-		<-e.api.auth.slots
 	}
 	bad := r
 	bad.Password = strings.Repeat("x", 40)
 	if status, _ := e.update(t, bad, txtValue(3)); status != 401 {
 		t.Fatalf("wrong key for a cached user: %d", status)
-	}
-}
-
-func TestBcryptConcurrencyBounded(t *testing.T) {
-	e := newTestEnv(t, "127.0.0.1:0")
-	r := e.register(t, "")
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		maxSeen int
-	)
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			mu.Lock()
-			maxSeen = max(maxSeen, len(e.api.auth.slots))
-			mu.Unlock()
-		}
-	}()
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bad := r
-			bad.Password = fmt.Sprintf("%040d", i)
-			e.update(t, bad, txtValue(i))
-		}()
-	}
-	wg.Wait()
-	close(stop)
-	mu.Lock()
-	defer mu.Unlock()
-	if maxSeen > cap(e.api.auth.slots) {
-		t.Fatalf("bcrypt concurrency %d exceeds %d", maxSeen, cap(e.api.auth.slots))
 	}
 }
 

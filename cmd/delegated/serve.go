@@ -74,10 +74,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 		}
 	}()
 
-	// On a one-CPU machine Go's scheduler would run the DNS readers only
-	// between 10 ms slices of bcrypt: in bench/dns a wrong-key /update flood
-	// took DNS p99 from 8 to 47 ms. With two Ps the kernel arbitrates, and it
-	// favours the thread that mostly sleeps, DNS: p99 about 7 ms.
+	// bcrypt runs on low-priority threads that each hold a P while they
+	// compute. With one P, Go's scheduler would run the DNS readers only
+	// between 10 ms slices of bcrypt (in bench/dns a wrong-key /update flood
+	// took DNS p99 from 8 to 47 ms); with two, the kernel arbitrates, and it
+	// runs a waking DNS reader ahead of a SCHED_IDLE bcrypt thread.
 	if runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)
 	}
