@@ -168,10 +168,31 @@ func (s *Store) liveValues(ctx context.Context, q queryer, subdomain string, now
 	return values, rows.Err()
 }
 
+// The expiry queries must search the by-expiry index (a test checks the
+// plan). SELECT DISTINCT subdomain is not used: SQLite answers it by walking
+// the whole by-subdomain index instead, 78 ms at a million values, every
+// second; the subdomains are deduplicated in Go.
+const (
+	anyExpiredQuery        = `SELECT 1 FROM txt_values WHERE expires_at <= ? LIMIT 1`
+	expiredSubdomainsQuery = `SELECT subdomain FROM txt_values WHERE expires_at <= ?`
+)
+
 // ExpireValues deletes values whose lifetime has passed and publishes the
 // new state of each subdomain it touched.
 func (s *Store) ExpireValues(ctx context.Context) error {
 	now := s.opts.Now()
+	// This runs every second on every instance: when nothing has expired,
+	// which is nearly always, it must not take the write lock, which on
+	// PostgreSQL is shared by all instances.
+	var found int
+	err := s.db.QueryRowContext(ctx, s.dialect.rebind(anyExpiredQuery), now.UnixNano()).Scan(&found)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("store: expire values: %w", err)
+	}
+
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -182,18 +203,22 @@ func (s *Store) ExpireValues(ctx context.Context) error {
 	if err := s.lockWrites(ctx, tx); err != nil {
 		return fmt.Errorf("store: expire values: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, s.dialect.rebind(`SELECT DISTINCT subdomain FROM txt_values WHERE expires_at <= ?`), now.UnixNano())
+	rows, err := tx.QueryContext(ctx, s.dialect.rebind(expiredSubdomainsQuery), now.UnixNano())
 	if err != nil {
 		return fmt.Errorf("store: expire values: %w", err)
 	}
 	var touched []string
+	seen := map[string]bool{}
 	for rows.Next() {
 		var sub string
 		if err := rows.Scan(&sub); err != nil {
 			rows.Close()
 			return fmt.Errorf("store: expire values: %w", err)
 		}
-		touched = append(touched, sub)
+		if !seen[sub] {
+			seen[sub] = true
+			touched = append(touched, sub)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
