@@ -37,6 +37,7 @@ type Store interface {
 	AddChallengeName(ctx context.Context, n store.ChallengeName) error
 	DeleteChallengeName(ctx context.Context, baseName string) error
 	SaveCertificate(ctx context.Context, c store.Certificate) error
+	SaveCertificateFenced(ctx context.Context, c store.Certificate, f store.Fence) error
 	CertificateByName(ctx context.Context, name string) (store.Certificate, error)
 	Certificates(ctx context.Context) ([]store.Certificate, error)
 	DeleteCertificate(ctx context.Context, name string) error
@@ -734,11 +735,8 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 	log := i.log.With("cert", name)
 	log.Info("order starting", "domains", c.Domains, "status", StatusProcessing)
 	save := func(f inFlight) error {
-		if err := i.confirm(ctx, name); err != nil {
-			return err
-		}
 		c.OrderURL, c.OrderKeyPEM = f.orderURL, f.keyPEM
-		return i.store.SaveCertificate(context.WithoutCancel(ctx), c)
+		return i.saveHolding(ctx, c)
 	}
 	res, err := i.obtain(ctx, c.Domains, inFlight{orderURL: c.OrderURL, keyPEM: c.OrderKeyPEM}, replacesID(c.CertPEM, c.Domains), save, emit)
 	// Whatever happens next, this order is over unless a shutdown
@@ -772,13 +770,13 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 	c.NotBefore, c.NotAfter = res.leaf.NotBefore, res.leaf.NotAfter
 	c.Attempts, c.NextAttempt = 0, time.Time{}
 	c.RenewAt, c.RenewCheckedAt = time.Time{}, time.Time{}
-	if err := i.confirm(ctx, name); err != nil {
-		// Whoever holds the certificate now resumes the recorded order
-		// and downloads this same certificate.
-		log.Error("issued certificate not recorded here: certificate lease not confirmed", "err", err)
-		return
-	}
-	if err := i.store.SaveCertificate(ctx, c); err != nil {
+	if err := i.saveHolding(ctx, c); err != nil {
+		if errors.Is(err, store.ErrLeaseLost) {
+			// Whoever holds the certificate now resumes the recorded
+			// order and downloads this same certificate.
+			log.Error("issued certificate not recorded here: certificate lease lost", "err", err)
+			return
+		}
 		i.fail(ctx, &c, err)
 		return
 	}

@@ -145,21 +145,24 @@ func shuffle(certs []store.Certificate) {
 	rand.Shuffle(len(certs), func(a, b int) { certs[a], certs[b] = certs[b], certs[a] })
 }
 
-// confirm renews name's lease right before a write that must not happen
-// once another instance may have taken the certificate over (the lease
-// could have run out since keep's last renewal, e.g. while this process was
-// paused). A lost lease cancels the guarded work. A shutdown does not stop
-// the check: an interrupted order must still be recorded to be resumed.
-func (i *Issuer) confirm(ctx context.Context, name string) error {
+// saveHolding records c only while this instance still holds its lease,
+// checked in the write's own transaction, which also renews the lease: a
+// write must not happen once another instance may have taken the
+// certificate over (the lease could have run out since keep's last renewal,
+// e.g. while this process was paused). A lost lease cancels the guarded
+// work. A shutdown does not stop the write: an interrupted order must still
+// be recorded to be resumed.
+func (i *Issuer) saveHolding(ctx context.Context, c store.Certificate) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.opts.LeaseTTL/3)
 	defer cancel()
 	i.mu.Lock()
-	h := i.busy[name]
+	h := i.busy[c.Name]
 	i.mu.Unlock()
 	if h == nil || h.done == nil {
-		return fmt.Errorf("issuer: %s: %w (not claimed)", name, store.ErrLeaseLost)
+		return fmt.Errorf("issuer: %s: %w (not claimed)", c.Name, store.ErrLeaseLost)
 	}
-	if err := i.leases.RenewLease(ctx, leaseName(name), i.opts.InstanceID, h.token, i.opts.LeaseTTL); err != nil {
+	f := store.Fence{Lease: leaseName(c.Name), Holder: i.opts.InstanceID, Token: h.token, TTL: i.opts.LeaseTTL}
+	if err := i.store.SaveCertificateFenced(ctx, c, f); err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
 			h.cancel()
 		}

@@ -84,15 +84,66 @@ const certColumns = `name, domains, status, last_error, cert_pem, chain_pem, key
 
 // SaveCertificate inserts or replaces the certificate named c.Name.
 func (s *Store) SaveCertificate(ctx context.Context, c Certificate) error {
+	if err := s.saveCertificate(ctx, s.db, c); err != nil {
+		return fmt.Errorf("store: save certificate %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Fence names a lease and the claim on it that a write must still hold.
+type Fence struct {
+	Lease, Holder string
+	Token         int64
+	// TTL extends the lease from now when the write succeeds, as
+	// RenewLease would.
+	TTL time.Duration
+}
+
+// SaveCertificateFenced saves c only while f's holder still holds the lease
+// with f's token and it has not expired, checked in the transaction that
+// writes, and extends the lease. Otherwise it returns ErrLeaseLost and
+// writes nothing. Checking before the write in a separate call left a
+// window: an instance paused between check and write could overwrite what
+// the instance that took its lease over had recorded meanwhile. On
+// PostgreSQL the lease row stays locked until the write commits, so a
+// takeover waits for it.
+func (s *Store) SaveCertificateFenced(ctx context.Context, c Certificate, f Fence) error {
+	err := s.leaseTx(ctx, func(tx *sql.Tx) error {
+		now := s.opts.Now()
+		res, err := tx.ExecContext(ctx, s.dialect.rebind(
+			`UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?`),
+			now.Add(f.TTL).UnixNano(), f.Lease, f.Holder, f.Token, now.UnixNano())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrLeaseLost
+		}
+		return s.saveCertificate(ctx, tx, c)
+	})
+	if err != nil {
+		return fmt.Errorf("store: save certificate %s under lease %q: %w", c.Name, f.Lease, err)
+	}
+	return nil
+}
+
+// execer is what a write needs from *sql.DB or *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *Store) saveCertificate(ctx context.Context, db execer, c Certificate) error {
 	domains, err := json.Marshal(c.Domains)
 	if err != nil {
-		return fmt.Errorf("store: save certificate %s: %w", c.Name, err)
+		return err
 	}
 	now := s.opts.Now()
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = now
 	}
-	_, err = s.db.ExecContext(ctx, s.dialect.rebind(`INSERT INTO certificates (`+certColumns+`)
+	_, err = db.ExecContext(ctx, s.dialect.rebind(`INSERT INTO certificates (`+certColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET domains = excluded.domains, status = excluded.status,
 			last_error = excluded.last_error, cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem,
@@ -103,10 +154,7 @@ func (s *Store) SaveCertificate(ctx context.Context, c Certificate) error {
 		c.Name, string(domains), c.Status, c.LastError, c.CertPEM, c.ChainPEM, c.KeyPEM, c.Serial,
 		unixNano(c.NotBefore), unixNano(c.NotAfter), c.Attempts, unixNano(c.NextAttempt),
 		unixNano(c.RenewAt), unixNano(c.RenewCheckedAt), c.OrderURL, c.OrderKeyPEM, c.CreatedAt.UnixNano(), now.UnixNano())
-	if err != nil {
-		return fmt.Errorf("store: save certificate %s: %w", c.Name, err)
-	}
-	return nil
+	return err
 }
 
 // CertificateByName returns the certificate or ErrNotFound.

@@ -134,3 +134,76 @@ func TestLeaseContention(t *testing.T) {
 		}
 	})
 }
+
+// TestSaveCertificateFenced: a fenced save writes only while its holder
+// still holds the lease with its token, checked in the write's own
+// transaction, and extends the lease; otherwise nothing is written.
+func TestSaveCertificateFenced(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		clock := newTestClock()
+		s := openStore(t, b, Options{Now: clock.Now})
+		const lease, ttl = "cert:example", 10 * time.Second
+		tokA, err := s.AcquireLease(ctx, lease, "a", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := func(status string) Certificate {
+			return Certificate{Name: "example", Domains: []string{"example.com"}, Status: status}
+		}
+		statusNow := func() string {
+			t.Helper()
+			c, err := s.CertificateByName(ctx, "example")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.Status
+		}
+		fence := Fence{Lease: lease, Holder: "a", Token: tokA, TTL: ttl}
+
+		clock.Advance(8 * time.Second)
+		if err := s.SaveCertificateFenced(ctx, cert("processing"), fence); err != nil {
+			t.Fatalf("save while holding: %v", err)
+		}
+		// The save extended the lease: 16 s after acquiring, it still holds.
+		clock.Advance(8 * time.Second)
+		if _, err := s.AcquireLease(ctx, lease, "b", ttl); !errors.Is(err, ErrLeaseHeld) {
+			t.Fatalf("acquire after a fenced save: %v, want ErrLeaseHeld", err)
+		}
+
+		for _, tc := range []struct {
+			name  string
+			fence Fence
+		}{
+			{"wrong holder", Fence{Lease: lease, Holder: "b", Token: tokA, TTL: ttl}},
+			{"wrong token", Fence{Lease: lease, Holder: "a", Token: tokA + 1, TTL: ttl}},
+			{"unknown lease", Fence{Lease: "cert:other", Holder: "a", Token: tokA, TTL: ttl}},
+		} {
+			if err := s.SaveCertificateFenced(ctx, cert("failed"), tc.fence); !errors.Is(err, ErrLeaseLost) {
+				t.Errorf("%s: %v, want ErrLeaseLost", tc.name, err)
+			}
+			if got := statusNow(); got != "processing" {
+				t.Fatalf("%s: status %q written", tc.name, got)
+			}
+		}
+
+		// Expired, then taken over: the old holder's write is refused.
+		clock.Advance(ttl)
+		if err := s.SaveCertificateFenced(ctx, cert("failed"), fence); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("save after expiry: %v, want ErrLeaseLost", err)
+		}
+		tokB, err := s.AcquireLease(ctx, lease, "b", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCertificateFenced(ctx, cert("active"), Fence{Lease: lease, Holder: "b", Token: tokB, TTL: ttl}); err != nil {
+			t.Fatalf("new holder's save: %v", err)
+		}
+		if err := s.SaveCertificateFenced(ctx, cert("failed"), fence); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("old holder's save after takeover: %v, want ErrLeaseLost", err)
+		}
+		if got := statusNow(); got != "active" {
+			t.Fatalf("status %q, want the new holder's active", got)
+		}
+	})
+}
