@@ -95,19 +95,23 @@ func (m *mmsgIO) recv() (int, error) {
 // recvOnce is the poller callback of recv: false means "wait until
 // readable".
 func (m *mmsgIO) recvOnce(fd uintptr) bool {
+	m.received, m.sysErr = callMmsg(unix.SYS_RECVMMSG, fd, m.inHdrs)
+	return m.sysErr != unix.EAGAIN
+}
+
+// callMmsg calls recvmmsg or sendmmsg (trap) without blocking on hdrs,
+// again when a signal interrupted it. EAGAIN means "not ready": the caller
+// waits in the poller.
+func callMmsg(trap, fd uintptr, hdrs []mmsghdr) (int, error) {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.inHdrs[0])), uintptr(len(m.inHdrs)), unix.MSG_DONTWAIT, 0, 0)
+		r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
-			m.received = int(r)
-			return true
+			return int(r), nil
 		case unix.EINTR:
 			continue
-		case unix.EAGAIN:
-			return false
 		default:
-			m.sysErr = e
-			return true
+			return 0, e
 		}
 	}
 }
@@ -164,19 +168,6 @@ func (m *mmsgIO) flush() error {
 // sendOnce is the poller callback of flush: it sends the queued replies
 // from sendFrom on; false means "socket buffer full, wait until writable".
 func (m *mmsgIO) sendOnce(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.outHdrs[m.sendFrom])), uintptr(m.queued-m.sendFrom), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			m.sent = int(r)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			m.sysErr = e
-			return true
-		}
-	}
+	m.sent, m.sysErr = callMmsg(unix.SYS_SENDMMSG, fd, m.outHdrs[m.sendFrom:m.queued])
+	return m.sysErr != unix.EAGAIN
 }

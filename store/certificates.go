@@ -109,17 +109,8 @@ type Fence struct {
 // takeover waits for it.
 func (s *Store) SaveCertificateFenced(ctx context.Context, c Certificate, f Fence) error {
 	err := s.leaseTx(ctx, func(tx *sql.Tx) error {
-		now := s.opts.Now()
-		res, err := tx.ExecContext(ctx, s.dialect.rebind(
-			`UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?`),
-			now.Add(f.TTL).UnixNano(), f.Lease, f.Holder, f.Token, now.UnixNano())
-		if err != nil {
+		if err := s.renewLeaseTx(ctx, tx, f); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrLeaseLost
 		}
 		return s.saveCertificate(ctx, tx, c)
 	})

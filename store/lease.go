@@ -66,23 +66,30 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 // holder cannot know that no one else worked meanwhile), was taken over or
 // released.
 func (s *Store) RenewLease(ctx context.Context, name, holder string, token int64, ttl time.Duration) error {
-	now := s.opts.Now()
 	err := s.leaseTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.dialect.rebind(
-			`UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?`),
-			now.Add(ttl).UnixNano(), name, holder, token, now.UnixNano())
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrLeaseLost
-		}
-		return nil
+		return s.renewLeaseTx(ctx, tx, Fence{Lease: name, Holder: holder, Token: token, TTL: ttl})
 	})
 	if err != nil {
 		return fmt.Errorf("store: renew lease %q: %w", name, err)
+	}
+	return nil
+}
+
+// renewLeaseTx extends f's lease to f.TTL from now within tx, or returns
+// ErrLeaseLost when f's holder no longer holds it with f's token. The
+// update keeps the row locked until tx ends.
+func (s *Store) renewLeaseTx(ctx context.Context, tx *sql.Tx, f Fence) error {
+	now := s.opts.Now()
+	res, err := tx.ExecContext(ctx, s.dialect.rebind(
+		`UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?`),
+		now.Add(f.TTL).UnixNano(), f.Lease, f.Holder, f.Token, now.UnixNano())
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return ErrLeaseLost
 	}
 	return nil
 }
