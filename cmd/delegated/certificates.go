@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -119,22 +120,15 @@ func retryCommand() command {
 		Short: "Run a certificate's next attempt now",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs := newFlagSet(c, stderr)
-		of := addOperatorFlags(fs)
-		name := fs.String("cert-name", "", "certificate `name`")
-		noWait := fs.Bool("no-wait", false, "return once the attempt is started")
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if *name == "" {
-			return usageError("need --cert-name NAME")
-		}
-		cl, err := of.client()
+		var noWait *bool
+		name, cl, err := parseOneCertVerb(c, args, stderr, func(fs *flag.FlagSet) {
+			noWait = fs.Bool("no-wait", false, "return once the attempt is started")
+		})
 		if err != nil {
 			return err
 		}
 		var cert issuer.Cert
-		last, err := cl.stream(ctx, "/v1/certificates/"+url.PathEscape(*name)+"/retry", map[string]bool{"wait": !*noWait},
+		last, err := cl.stream(ctx, "/v1/certificates/"+url.PathEscape(name)+"/retry", map[string]bool{"wait": !*noWait},
 			func(c issuer.Cert) { cert = c },
 			func(ev issuer.Event) {
 				if ev.Step != issuer.StepDone {
@@ -160,22 +154,15 @@ func revokeCommand() command {
 		Short: "Revoke a certificate at the CA",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs := newFlagSet(c, stderr)
-		of := addOperatorFlags(fs)
-		name := fs.String("cert-name", "", "certificate `name`")
-		reason := fs.String("reason", "unspecified", "revocation `reason`")
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if *name == "" {
-			return usageError("need --cert-name NAME")
-		}
-		cl, err := of.client()
+		var reason *string
+		name, cl, err := parseOneCertVerb(c, args, stderr, func(fs *flag.FlagSet) {
+			reason = fs.String("reason", "unspecified", "revocation `reason`")
+		})
 		if err != nil {
 			return err
 		}
 		var cert issuer.Cert
-		if err := cl.call(ctx, "POST", "/v1/certificates/"+url.PathEscape(*name)+"/revoke", map[string]string{"reason": *reason}, &cert); err != nil {
+		if err := cl.call(ctx, "POST", "/v1/certificates/"+url.PathEscape(name)+"/revoke", map[string]string{"reason": *reason}, &cert); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "certificate %q (serial %s) is %s\n", cert.Name, cert.Serial, cert.Status)
@@ -191,27 +178,20 @@ func deleteCommand() command {
 		Short: "Delete a certificate's files and stored material",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs := newFlagSet(c, stderr)
-		of := addOperatorFlags(fs)
-		name := fs.String("cert-name", "", "certificate `name`")
-		yes := fs.Bool("yes", false, "do not ask for confirmation")
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if *name == "" {
-			return usageError("need --cert-name NAME")
-		}
-		if !*yes {
-			return usageError("deleting %q removes its files and key; repeat with --yes to confirm", *name)
-		}
-		cl, err := of.client()
+		var yes *bool
+		name, cl, err := parseOneCertVerb(c, args, stderr, func(fs *flag.FlagSet) {
+			yes = fs.Bool("yes", false, "do not ask for confirmation")
+		})
 		if err != nil {
 			return err
 		}
-		if err := cl.call(ctx, "DELETE", "/v1/certificates/"+url.PathEscape(*name), nil, nil); err != nil {
+		if !*yes {
+			return usageError("deleting %q removes its files and key; repeat with --yes to confirm", name)
+		}
+		if err := cl.call(ctx, "DELETE", "/v1/certificates/"+url.PathEscape(name), nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "certificate %q deleted\n", *name)
+		fmt.Fprintf(stdout, "certificate %q deleted\n", name)
 		return nil
 	}
 	return c
@@ -275,4 +255,25 @@ func renewCommand() command {
 		return issueOutcome(stdout, cert, last)
 	}
 	return c
+}
+
+// parseOneCertVerb parses the flags of a verb that acts on one certificate:
+// the operator connection, --cert-name (required) and the verb's own flags,
+// which addOwn defines. It returns the name and a client.
+func parseOneCertVerb(c command, args []string, stderr io.Writer, addOwn func(*flag.FlagSet)) (string, *operatorClient, error) {
+	fs := newFlagSet(c, stderr)
+	of := addOperatorFlags(fs)
+	name := fs.String("cert-name", "", "certificate `name`")
+	addOwn(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return "", nil, err
+	}
+	if *name == "" {
+		return "", nil, usageError("need --cert-name NAME")
+	}
+	cl, err := of.client()
+	if err != nil {
+		return "", nil, err
+	}
+	return *name, cl, nil
 }
