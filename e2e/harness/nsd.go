@@ -2,7 +2,6 @@ package harness
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"text/template"
@@ -10,30 +9,11 @@ import (
 )
 
 // NSDOptions configures NSD.
-type NSDOptions struct {
-	// Zones to serve; at least one. Reload acts on the first.
-	Zones []Zone
-	// Port to listen on, 127.0.0.1 UDP and TCP; 0 picks one.
-	Port int
-	// ExtraServer lines are appended to the server: clause verbatim.
-	ExtraServer []string
-	// StartTimeout (also the reload timeout) defaults to
-	// DefaultStartTimeout.
-	StartTimeout time.Duration
-}
+type NSDOptions = AuthServerOptions
 
 // NSD is a running NSD, a real authority for the customer zone (it sets the
 // AA bit and answers NXDOMAIN, unlike challtestsrv).
-type NSD struct {
-	// Addr is "127.0.0.1:port" (UDP and TCP).
-	Addr       string
-	Dir        string
-	ConfigPath string
-	Proc       *Process
-
-	auth    *authority
-	control string
-}
+type NSD = AuthServer
 
 // nsdConf follows e2e-recipe.md: no privilege drop, chroot or database, every
 // file under the temp dir, control over a unix socket (which needs no keys).
@@ -67,6 +47,17 @@ zone:
 {{- end}}
 `))
 
+func nsdKind() authServerKind {
+	return authServerKind{
+		name: "nsd", hint: HintNSD,
+		daemon: "nsd", checker: "nsd-checkconf", control: "nsd-control",
+		confName: "nsd.conf", sockName: "nsd.ctl", conf: nsdConf,
+		checkArgs:  func(conf string) []string { return []string{conf} },
+		daemonArgs: func(conf string) []string { return []string{"-d", "-c", conf} },
+		reloadZone: reloadNSDZone,
+	}
+}
+
 // StartNSD serves one zone from zoneFileContent with default options.
 func StartNSD(t testing.TB, zoneName, zoneFileContent string) *NSD {
 	t.Helper()
@@ -78,89 +69,14 @@ func StartNSD(t testing.TB, zoneName, zoneFileContent string) *NSD {
 // its SOA serial.
 func StartNSDWith(t testing.TB, opts NSDOptions) *NSD {
 	t.Helper()
-	bin := RequireTool(t, "nsd", HintNSD)
-	check := RequireTool(t, "nsd-checkconf", HintNSD)
-	ctl := RequireTool(t, "nsd-control", HintNSD)
-	dir := t.TempDir()
-	zones, err := prepareZones(dir, opts.Zones)
-	if err != nil {
-		t.Fatalf("harness: nsd: %v", err)
-	}
-	sock := filepath.Join(shortTempDir(t), "nsd.ctl")
-	confPath := filepath.Join(dir, "nsd.conf")
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = DefaultStartTimeout
-	}
-
-	n, err := startWithRetry(opts.Port == 0, func() (*NSD, error) {
-		port, err := pickPort(opts.Port)
-		if err != nil {
-			return nil, err
-		}
-		auth := &authority{addr: HostPort(port), dir: dir, zones: zones, timeout: timeout}
-		type zoneEntry struct{ Name, File string }
-		var entries []zoneEntry
-		for _, z := range zones {
-			entries = append(entries, zoneEntry{Name: z.Name, File: auth.zoneFile(z.Name)})
-		}
-		var b strings.Builder
-		err = nsdConf.Execute(&b, map[string]any{
-			"Port": port, "Dir": dir, "Control": sock, "Zones": entries, "Extra": opts.ExtraServer,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("render nsd.conf: %w", err)
-		}
-		if err := writeFile(confPath, b.String(), 0o644); err != nil {
-			return nil, err
-		}
-		if _, err := runTool(10*time.Second, dir, check, confPath); err != nil {
-			return nil, fmt.Errorf("nsd.conf rejected: %w\n%s", err, b.String())
-		}
-		p, err := startProcess(ProcessOptions{Name: "nsd", Path: bin, Args: []string{"-d", "-c", confPath}, Dir: dir})
-		if err != nil {
-			return nil, err
-		}
-		n := &NSD{Addr: auth.addr, Dir: dir, ConfigPath: confPath, Proc: p, auth: auth, control: ctl}
-		auth.reloadZone = n.reloadZone
-		if err := p.WaitReady(timeout, auth.waitZones); err != nil {
-			_ = p.Stop()
-			return nil, err
-		}
-		return n, nil
-	})
-	if err != nil {
-		t.Fatalf("harness: start nsd: %v", err)
-	}
-	n.Proc.registerCleanup(t)
-	return n
-}
-
-// Reload replaces the first zone's file with content (which must carry a new
-// SOA serial) and returns once NSD serves that serial.
-func (n *NSD) Reload(content string) error {
-	return n.auth.reload(n.auth.defaultZone(), content)
-}
-
-// ReloadZone is Reload for a named zone.
-func (n *NSD) ReloadZone(zone, content string) error {
-	return n.auth.reload(zone, content)
-}
-
-// Control runs nsd-control against this instance, e.g. Control("zonestatus").
-func (n *NSD) Control(args ...string) (string, error) {
-	out, err := runTool(10*time.Second, n.Dir, n.control, append([]string{"-c", n.ConfigPath}, args...)...)
-	if err != nil {
-		return out, fmt.Errorf("nsd: %w", err)
-	}
-	return out, nil
+	return startAuthServer(t, nsdKind(), opts)
 }
 
 // reloadZone asks NSD to re-read zone and waits until the server processes
 // that served the old data have exited. NSD answers from forked children and
 // a reload replaces them; while an old one lives, the kernel may still hand
 // it a query, so the old serial can reappear after the new one was seen.
-func (n *NSD) reloadZone(zone string) error {
+func reloadNSDZone(n *AuthServer, zone string) error {
 	old, treeErr := groupLeaves(n.Proc.PID)
 	if _, err := n.Control("reload", strings.TrimSuffix(zone, ".")); err != nil {
 		return err
