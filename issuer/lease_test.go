@@ -3,15 +3,10 @@ package issuer
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"database/sql"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,20 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delegated/delegated/e2e/harness"
 	"github.com/delegated/delegated/providers"
 	"github.com/delegated/delegated/store"
 )
-
-// postgresEnv names the DSN of a throwaway PostgreSQL cluster; .ci/run
-// exports it.
-const postgresEnv = "DELEGATED_TEST_POSTGRES_DSN"
-
-const postgresHint = postgresEnv + ` is not set. Install and start a throwaway cluster, then export its DSN:
-  apt-get install -y postgresql
-  mkdir -p /tmp/pg && chown postgres /tmp/pg
-  runuser -u postgres -- /usr/lib/postgresql/*/bin/initdb -D /tmp/pg/data -U postgres -A trust
-  runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D /tmp/pg/data -l /tmp/pg/log -o "-c listen_addresses=127.0.0.1 -p 55432 -k /tmp/pg" start
-  export ` + postgresEnv + `=postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable`
 
 // sharedDB is one database that several instances open, as separate
 // processes would: a SQLite file, or a fresh schema in the test cluster.
@@ -43,42 +28,7 @@ func newSharedDB(t *testing.T, kind string) sharedDB {
 	if kind == "sqlite" {
 		return sharedDB{"sqlite3", filepath.Join(t.TempDir(), "d.db")}
 	}
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(postgresHint)
-		}
-		t.Skip(postgresHint)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "issuer_" + hex.EncodeToString(b[:])
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
-		admin.Close()
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return sharedDB{"postgres", u.String()}
+	return sharedDB{"postgres", harness.PostgresSchema(t, "issuer_")}
 }
 
 // eachDB runs fn on a shared SQLite file and on a shared PostgreSQL schema.

@@ -2,44 +2,16 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"io"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/delegated/delegated/e2e/harness"
 )
-
-// postgresEnv names the variable holding a PostgreSQL DSN for the tests;
-// .ci/run exports it after starting a throwaway cluster.
-const postgresEnv = "DELEGATED_TEST_POSTGRES_DSN"
-
-const postgresHint = postgresEnv + ` is not set. Install and start a throwaway cluster, then export its DSN:
-  apt-get install -y postgresql
-  mkdir -p /tmp/pg && chown postgres /tmp/pg
-  runuser -u postgres -- /usr/lib/postgresql/*/bin/initdb -D /tmp/pg/data -U postgres -A trust
-  runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D /tmp/pg/data -l /tmp/pg/log -o "-c listen_addresses=127.0.0.1 -p 55432 -k /tmp/pg" start
-  export ` + postgresEnv + `=postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable`
-
-// postgresDSN returns the test cluster's DSN; without one the test fails in
-// CI and is skipped elsewhere.
-func postgresDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(postgresEnv)
-	if dsn == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(postgresHint)
-		}
-		t.Skip(postgresHint)
-	}
-	return dsn
-}
 
 // backend is one database a test runs against. dsn is fresh per test: a
 // file in a temporary folder, or a schema of its own in the test cluster
@@ -54,7 +26,7 @@ type backend struct {
 func newBackend(t *testing.T, name string) backend {
 	t.Helper()
 	if name == "postgres" {
-		return backend{name: name, driver: "postgres", dsn: postgresSchema(t)}
+		return backend{name: name, driver: "postgres", dsn: harness.PostgresSchema(t, "t_")}
 	}
 	return backend{name: name, driver: "sqlite3", dsn: filepath.Join(t.TempDir(), "delegated.db")}
 }
@@ -67,48 +39,6 @@ func eachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 			fn(t, newBackend(t, name))
 		})
 	}
-}
-
-// postgresSchema creates a schema for this test and returns a DSN whose
-// search_path selects it; the schema is dropped afterwards.
-func postgresSchema(t testing.TB) string {
-	t.Helper()
-	base := postgresDSN(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "t_" + hex.EncodeToString(b[:])
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("open %s: %v", postgresEnv, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
-		admin.Close()
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	return withParam(t, base, "search_path", schema)
-}
-
-// withParam adds a run-time parameter to a postgres:// URL.
-func withParam(t testing.TB, dsn, key, value string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL, got %q", postgresEnv, dsn)
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // testClock is an injectable clock.

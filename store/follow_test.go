@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delegated/delegated/e2e/harness"
 	"github.com/google/uuid"
 )
 
@@ -18,7 +19,7 @@ import (
 // delegated instances would.
 
 func postgresBackend(t *testing.T) backend {
-	return backend{name: "postgres", driver: "postgres", dsn: postgresSchema(t)}
+	return backend{name: "postgres", driver: "postgres", dsn: harness.PostgresSchema(t, "t_")}
 }
 
 func hasValues(sub string, want ...string) func(map[string]SubdomainState) bool {

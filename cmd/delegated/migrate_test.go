@@ -3,13 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"io"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,49 +12,12 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/delegated/delegated/e2e/harness"
 	"github.com/delegated/delegated/store"
 )
 
-// migrateTestDSN returns a DSN for a fresh schema of the test cluster
-// (DELEGATED_TEST_POSTGRES_DSN, exported by .ci/run), dropped afterwards.
-func migrateTestDSN(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("DELEGATED_TEST_POSTGRES_DSN")
-	if base == "" {
-		msg := "DELEGATED_TEST_POSTGRES_DSN is not set: start a throwaway PostgreSQL (apt-get install -y postgresql; initdb and pg_ctl as the postgres user, listening on 127.0.0.1) and export postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "m_" + hex.EncodeToString(b[:])
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 func TestMigrateCommand(t *testing.T) {
-	dsn := migrateTestDSN(t)
+	dsn := harness.PostgresSchema(t, "m_")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	src := filepath.Join(t.TempDir(), "delegated.db")

@@ -27,26 +27,11 @@ import (
 	e2e "github.com/delegated/delegated/e2e/issuer"
 )
 
-const postgresEnv = "DELEGATED_TEST_POSTGRES_DSN"
-
-const postgresHint = postgresEnv + ` is not set. Install and start a throwaway cluster, then export its DSN:
-  apt-get install -y postgresql
-  mkdir -p /tmp/pg && chown postgres /tmp/pg
-  runuser -u postgres -- /usr/lib/postgresql/*/bin/initdb -D /tmp/pg/data -U postgres -A trust
-  runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D /tmp/pg/data -l /tmp/pg/log -o "-c listen_addresses=127.0.0.1 -p 55432 -k /tmp/pg" start
-  export ` + postgresEnv + `=postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable`
-
 // freshDatabase creates a database of its own in the test cluster and
 // returns its DSN; it is dropped at the end of the test.
 func freshDatabase(t *testing.T) (dsn string, db *sql.DB) {
 	t.Helper()
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(postgresHint)
-		}
-		t.Skip(postgresHint)
-	}
+	base := harness.PostgresDSN(t)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "multi_" + hex.EncodeToString(b[:])
