@@ -34,11 +34,14 @@ func (s *Store) recordChange(ctx context.Context, tx *sql.Tx, subdomain string) 
 		return 0, fmt.Errorf("record change: compact: %w", err)
 	}
 	if s.follow != nil {
-		// Noted before commit, so that the notification, which may come
-		// back before this write's own delivery, is not read again.
+		// Noted before commit, so that the notification (or the poll),
+		// which may come before this write's own delivery, does not read
+		// it again.
 		s.follow.published(seq)
-		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.follow.channel, formatChange(seq, subdomain)); err != nil {
-			return 0, fmt.Errorf("record change: notify: %w", err)
+		if s.follow.channel != "" {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.follow.channel, formatChange(seq, subdomain)); err != nil {
+				return 0, fmt.Errorf("record change: notify: %w", err)
+			}
 		}
 	}
 	return seq, nil

@@ -68,9 +68,52 @@ func startFollower(ctx context.Context, s *Store, dsn, channel string) (*followe
 func (f *follower) stop() {
 	f.cancel()
 	f.done.Wait()
+	if f.channel == "" {
+		return // a poller: no instance row
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	f.s.forgetInstance(ctx)
+}
+
+// startPoller follows a SQLite file that other processes may write too
+// (delegated account, import-acme-dns, while the daemon runs). SQLite cannot
+// notify, so the follower looks for newer change sequences every
+// PollInterval: one indexed read when nothing changed. It has no channel,
+// dsn or heartbeat.
+func startPoller(ctx context.Context, s *Store) (*follower, error) {
+	f := &follower{s: s, own: map[int64]bool{}, acked: make(chan struct{}, 1)}
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&f.applied); err != nil {
+		return nil, fmt.Errorf("store: follow changes: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	f.done.Add(1)
+	go func() {
+		defer f.done.Done()
+		f.poll(runCtx)
+	}()
+	return f, nil
+}
+
+// poll catches up every PollInterval until ctx ends.
+func (f *follower) poll(ctx context.Context) {
+	t := time.NewTicker(f.s.opts.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := f.catchUp(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if f.setHealth(err) {
+			f.s.log.Error("reading changes made by other processes failed; values they write are not served until it works again", "err", err)
+		}
+	}
 }
 
 func (f *follower) health() error {
@@ -296,7 +339,7 @@ func (f *follower) catchUp(ctx context.Context) error {
 	if upTo <= from {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT subdomain, MAX(seq) FROM changes WHERE seq > $1 GROUP BY subdomain`, from)
+	rows, err := tx.QueryContext(ctx, f.s.dialect.rebind(`SELECT subdomain, MAX(seq) FROM changes WHERE seq > ? GROUP BY subdomain`), from)
 	if err != nil {
 		return fmt.Errorf("catch up: %w", err)
 	}
@@ -339,7 +382,11 @@ func (f *follower) catchUp(ctx context.Context) error {
 		}
 	}
 	f.mu.Unlock()
-	f.s.log.Info("caught up with changes", "from_seq", from, "to_seq", upTo, "subdomains", len(latest))
+	if len(latest) > 0 || f.channel != "" {
+		// A poller catches up with its own writes all the time; only
+		// others' are news.
+		f.s.log.Info("caught up with changes", "from_seq", from, "to_seq", upTo, "subdomains", len(latest))
+	}
 	f.advance(upTo)
 	return nil
 }

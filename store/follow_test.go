@@ -33,11 +33,17 @@ func isDeleted(sub string) func(map[string]SubdomainState) bool {
 	return func(m map[string]SubdomainState) bool { return m[sub].Deleted }
 }
 
+// TestFollowOtherInstances: three stores on one database, as three
+// processes would be (on SQLite: the daemon, `delegated account` and
+// import-acme-dns on one file), each see every write of the others.
 func TestFollowOtherInstances(t *testing.T) {
-	b := postgresBackend(t)
+	eachBackend(t, testFollowOtherInstances)
+}
+
+func testFollowOtherInstances(t *testing.T, b backend) {
 	ctx := testCtx(t)
 	clock := newTestClock()
-	opts := Options{Now: clock.Now, ValueLifetime: time.Hour, ValuesPerAccount: 3}
+	opts := Options{Now: clock.Now, ValueLifetime: time.Hour, ValuesPerAccount: 3, PollInterval: 20 * time.Millisecond}
 	a, bb, c := openStore(t, b, opts), openStore(t, b, opts), openStore(t, b, opts)
 	recs := map[string]*recorder{"a": record(a), "b": record(bb), "c": record(c)}
 

@@ -81,6 +81,10 @@ type Options struct {
 	// and following; an instance silent for three intervals is not waited
 	// for. Default 1s.
 	HeartbeatInterval time.Duration
+	// PollInterval is how often a SQLite store looks for changes other
+	// processes committed to the same file (delegated account,
+	// import-acme-dns while the daemon runs). Default 1s.
+	PollInterval time.Duration
 	// ReconnectDelay is the longest pause between attempts to re-establish
 	// the change feed after a lost connection. Default 2s.
 	ReconnectDelay time.Duration
@@ -107,6 +111,9 @@ func (o *Options) applyDefaults() {
 	}
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = time.Second
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
 	}
 	if o.ReconnectDelay <= 0 {
 		o.ReconnectDelay = 2 * time.Second
@@ -138,7 +145,8 @@ type Store struct {
 	// lockKey is the PostgreSQL advisory lock that orders writes of every
 	// instance using this schema (see lockWrites).
 	lockKey int64
-	// follow is the change feed from other instances; nil on SQLite.
+	// follow is the change feed from other instances (PostgreSQL) or
+	// processes (SQLite).
 	follow *follower
 
 	subMu  sync.RWMutex
@@ -178,14 +186,17 @@ func Open(ctx context.Context, driver, dsn string, opts Options) (*Store, error)
 		db.Close()
 		return nil, err
 	}
+	var f *follower
 	if d.name() == "postgres" {
-		f, err := startFollower(ctx, s, dsn, "delegated_changes_"+schema)
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-		s.follow = f
+		f, err = startFollower(ctx, s, dsn, "delegated_changes_"+schema)
+	} else {
+		f, err = startPoller(ctx, s)
 	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.follow = f
 	return s, nil
 }
 

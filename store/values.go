@@ -39,7 +39,7 @@ func (s *Store) AddValue(ctx context.Context, subdomain, txt string) error {
 	// Wait outside the lock: other writes need not queue behind the
 	// confirmation of this one.
 	s.writeMu.Unlock()
-	if s.opts.ConfirmAll && s.follow != nil {
+	if s.opts.ConfirmAll && s.follow != nil && s.follow.channel != "" {
 		s.waitConfirmed(ctx, st.Version)
 	}
 	return nil

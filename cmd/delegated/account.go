@@ -69,10 +69,10 @@ func accountCommand() command {
 // accountAdd writes the account into the store itself: the store is the
 // source of truth, so this works whether or not the daemon runs and in every
 // registration mode (the operator's privilege is access to the store). A
-// running daemon's DNS view follows only the daemon's own writes, so the
-// daemon is then asked, with the new account's own credentials, to
-// republish the account (POST /sync); its subdomain answers NODATA at once
-// instead of NXDOMAIN until the first update.
+// running daemon notices the write by itself (within a second on SQLite,
+// which it polls); it is also asked, with the new account's own
+// credentials, to republish the account (POST /sync), so that its subdomain
+// answers NODATA at once rather than NXDOMAIN for that second.
 func accountAdd(ctx context.Context, cfg *config.Config, allow []string, domain, serverURL string, stdout, stderr io.Writer) error {
 	acct, creds, err := httpapi.NewAccount(cfg.Zone.Domain, allow, cfg.API.BcryptCost)
 	if err != nil {
@@ -98,7 +98,7 @@ func accountAdd(ctx context.Context, cfg *config.Config, allow []string, domain,
 		case errors.Is(err, errDaemonDown):
 			// Nothing runs: the next start loads the account.
 		case err != nil:
-			fmt.Fprintf(stderr, "warning: the running daemon at %s did not republish the account (%v); its subdomain answers NXDOMAIN until its first update or a restart\n", base, err)
+			fmt.Fprintf(stderr, "warning: the running daemon at %s did not republish the account (%v); it picks the account up from the store by itself shortly\n", base, err)
 		}
 	}
 	return printCredentials(stdout, creds, domain, serverURL)

@@ -402,6 +402,40 @@ func TestImportACMEDNS(t *testing.T) {
 	}
 }
 
+// TestImportWhileServing: an import into the store of a running daemon is
+// served without a restart: the daemon follows writes other processes make
+// to its SQLite file.
+func TestImportWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	row := acmeDNSRow{"5f0b8a3e-9a51-4b0e-8a52-2b8d3f0e6c11", "Yk2m8Qf0-tR7wZx1LpNc4Vb6Hs9Jd3Ga5Ke2Uo7I", "0a4c3e1f-7d2b-4f6a-9c8e-5b1d2a3f4e6c", `[]`}
+	value := "a9X0bQ2cR4dS6eT8fU0gV2hW4iX6jY8kZ0lA2mB4nC6"
+	acmePath := filepath.Join(dir, "acme-dns.db")
+	buildACMEDNSDB(t, acmePath, []acmeDNSRow{row}, map[string]string{row.sub: value}, time.Now())
+	cfgPath := writeExtConfig(t, dir, "")
+
+	d := startExtDaemon(t, cfgPath)
+	name := row.sub + ".auth.example.test."
+	if m := extQuery(t, d.dns, name, dns.TypeTXT); m.Rcode != dns.RcodeNameError {
+		t.Fatalf("before the import: rcode %s, want NXDOMAIN", dns.RcodeToString[m.Rcode])
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", cfgPath}, &stdout, &stderr); code != 0 {
+		t.Fatalf("import: exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	imported := time.Now()
+	for {
+		got := extTXT(extQuery(t, d.dns, name, dns.TypeTXT))
+		if len(got) == 1 && got[0] == value {
+			t.Logf("served %v after the import", time.Since(imported).Round(time.Millisecond))
+			break
+		}
+		if time.Since(imported) > 5*time.Second {
+			t.Fatalf("imported value not served 5 s after the import (TXT %v)", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestImportACMEDNSSkipsBadRows(t *testing.T) {
 	dir := t.TempDir()
 	acmePath := filepath.Join(dir, "acme-dns.db")

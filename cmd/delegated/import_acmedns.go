@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -123,11 +122,6 @@ func importACMEDNS(ctx context.Context, cfg *config.Config, dbPath string, withV
 	}
 	fmt.Fprintf(stdout, "imported %d accounts (%d already present), %d live values; skipped %d\n",
 		stats.accounts, stats.present, stats.values, len(stats.skipped))
-	if base, err := daemonURL(cfg); err == nil && daemonUp(ctx, cfg, base) {
-		// The daemon's DNS view follows only its own writes, and the import
-		// holds no plaintext keys to ask it to republish each account.
-		fmt.Fprintf(stderr, "note: a daemon is running at %s; restart it so its DNS answers include the imported subdomains\n", base)
-	}
 	if len(stats.skipped) > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d accounts not imported", len(stats.skipped))}
 	}
@@ -214,25 +208,4 @@ func importACMEDNSValues(ctx context.Context, db *sql.DB, st *store.Store, subdo
 		}
 	}
 	return len(vs), nil
-}
-
-// daemonUp reports whether a daemon answers /health at base.
-func daemonUp(ctx context.Context, cfg *config.Config, base string) bool {
-	client, err := daemonClient(cfg)
-	if err != nil {
-		return false
-	}
-	defer client.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/health", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
