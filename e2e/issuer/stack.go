@@ -155,32 +155,11 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.DeployDir = filepath.Join(dir, "certs")
 	s.Socket = filepath.Join(dir, "delegated.sock")
 	s.APIURL = "http://" + apiAddr
-	cfg := fmt.Sprintf(`[zone]
-domain = %q
-nsname = %q
-records = ["%s. A 127.0.0.1"]
-
-[dns]
-listen = [%q]
-
-[api]
-listen = [%q]
-
-[store]
-dsn = "delegated.db"
-
-[issuer]
-email = "e2e@example.test"
-directory = %q
-ca_roots = [%q]
-resolvers = [%q]
-authoritative_port = %d
-deploy_dir = "certs"
-deploy_hook = %q
-delegation_recheck = %q
-operator_token_file = "operator.token"
-%s
-`, Zone, Zone, Zone, dnsAddr, apiAddr, directory, minica, s.Resolver.Addr, nsdPort(t, s.Customer.Addr), hook, opts.DelegationRecheck, opts.IssuerExtra)
+	cfg := DaemonConfig{
+		DNS: dnsAddr, API: apiAddr, StoreDSN: "delegated.db",
+		Directory: directory, CARoots: minica, Resolver: s.Resolver.Addr, AuthoritativePort: nsdPort(t, s.Customer.Addr),
+		DeployHook: hook, DelegationRecheck: opts.DelegationRecheck, IssuerExtra: opts.IssuerExtra,
+	}.TOML()
 	for name, content := range opts.Files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
@@ -193,6 +172,41 @@ operator_token_file = "operator.token"
 	s.dnsAddr, s.DNSAddr = dnsAddr, dnsAddr
 	s.startDaemon()
 	return s
+}
+
+// DaemonConfig is the config.toml of a test daemon serving Zone with the
+// bundled issuer on, its CA's DNS-01 checks going through Resolver and the
+// customer's zone served on 127.0.0.1:AuthoritativePort.
+type DaemonConfig struct {
+	DNS, API string
+	// StoreDriver "" is SQLite.
+	StoreDriver, StoreDSN        string
+	Directory, CARoots, Resolver string
+	AuthoritativePort            int
+	// DeployHook is optional.
+	DeployHook        string
+	DelegationRecheck string
+	// IssuerExtra is appended to [issuer] verbatim.
+	IssuerExtra string
+}
+
+// TOML renders the configuration file.
+func (c DaemonConfig) TOML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[zone]\ndomain = %q\nnsname = %q\nrecords = [\"%s. A 127.0.0.1\"]\n\n", Zone, Zone, Zone)
+	fmt.Fprintf(&b, "[dns]\nlisten = [%q]\n\n[api]\nlisten = [%q]\n\n", c.DNS, c.API)
+	b.WriteString("[store]\n")
+	if c.StoreDriver != "" {
+		fmt.Fprintf(&b, "driver = %q\n", c.StoreDriver)
+	}
+	fmt.Fprintf(&b, "dsn = %q\n\n", c.StoreDSN)
+	fmt.Fprintf(&b, "[issuer]\nemail = \"e2e@example.test\"\ndirectory = %q\nca_roots = [%q]\nresolvers = [%q]\n", c.Directory, c.CARoots, c.Resolver)
+	fmt.Fprintf(&b, "authoritative_port = %d\ndeploy_dir = \"certs\"\n", c.AuthoritativePort)
+	if c.DeployHook != "" {
+		fmt.Fprintf(&b, "deploy_hook = %q\n", c.DeployHook)
+	}
+	fmt.Fprintf(&b, "delegation_recheck = %q\noperator_token_file = \"operator.token\"\n%s\n", c.DelegationRecheck, c.IssuerExtra)
+	return b.String()
 }
 
 // startDaemon starts `delegated serve` and waits until it answers.

@@ -108,7 +108,11 @@ func startCluster(t *testing.T) *cluster {
 	// Pebble's VA waits up to 3 s per validation, so an order is still
 	// in flight when its holder is killed.
 	c.pebble = harness.StartPebble(t, harness.PebbleOptions{DNSServer: resolver.Addr, Env: []string{"PEBBLE_VA_NOSLEEP=0", "PEBBLE_VA_SLEEPTIME=3"}})
-	_, nsdPort, err := net.SplitHostPort(c.customer.Addr)
+	_, port, err := net.SplitHostPort(c.customer.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsdPort, err := strconv.Atoi(port)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,31 +121,11 @@ func startCluster(t *testing.T) *cluster {
 		if err := os.WriteFile(filepath.Join(dir, "operator.token"), []byte("multi-operator-token-0123456789\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg := fmt.Sprintf(`[zone]
-domain = %q
-nsname = %q
-records = ["%s. A 127.0.0.1"]
-
-[dns]
-listen = [%q]
-
-[api]
-listen = [%q]
-
-[store]
-driver = "postgres"
-dsn = %q
-
-[issuer]
-email = "e2e@example.test"
-directory = %q
-ca_roots = [%q]
-resolvers = [%q]
-authoritative_port = %s
-deploy_dir = "certs"
-delegation_recheck = "1s"
-operator_token_file = "operator.token"
-`, e2e.Zone, e2e.Zone, e2e.Zone, dnsAddrs[n], harness.FreeAddr(t), dsn, c.pebble.DirectoryURL, c.pebble.MiniCAPath, resolver.Addr, nsdPort)
+		cfg := e2e.DaemonConfig{
+			DNS: dnsAddrs[n], API: harness.FreeAddr(t), StoreDriver: "postgres", StoreDSN: dsn,
+			Directory: c.pebble.DirectoryURL, CARoots: c.pebble.MiniCAPath, Resolver: resolver.Addr,
+			AuthoritativePort: nsdPort, DelegationRecheck: "1s",
+		}.TOML()
 		in := &instance{n: n, dir: dir, cfg: filepath.Join(dir, "config.toml")}
 		if err := os.WriteFile(in.cfg, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
