@@ -127,14 +127,7 @@ func retryCommand() command {
 		if err != nil {
 			return err
 		}
-		var cert issuer.Cert
-		last, err := cl.stream(ctx, "/v1/certificates/"+url.PathEscape(name)+"/retry", map[string]bool{"wait": !*noWait},
-			func(c issuer.Cert) { cert = c },
-			func(ev issuer.Event) {
-				if ev.Step != issuer.StepDone {
-					fmt.Fprintln(stdout, progressLine(ev))
-				}
-			})
+		cert, last, _, err := streamProgress(ctx, cl, "/v1/certificates/"+url.PathEscape(name)+"/retry", map[string]bool{"wait": !*noWait}, stdout)
 		if err != nil {
 			return err
 		}
@@ -231,16 +224,7 @@ func renewCommand() command {
 			}
 			return nil
 		}
-		var cert issuer.Cert
-		started := false
-		last, err := cl.stream(ctx, "/v1/certificates/"+url.PathEscape(*name)+"/renew", map[string]bool{"force": *force, "wait": !*noWait},
-			func(c issuer.Cert) { cert = c },
-			func(ev issuer.Event) {
-				started = true
-				if ev.Step != issuer.StepDone {
-					fmt.Fprintln(stdout, progressLine(ev))
-				}
-			})
+		cert, last, started, err := streamProgress(ctx, cl, "/v1/certificates/"+url.PathEscape(*name)+"/renew", map[string]bool{"force": *force, "wait": !*noWait}, stdout)
 		if err != nil {
 			return err
 		}
@@ -276,4 +260,19 @@ func parseOneCertVerb(c command, args []string, stderr io.Writer, addOwn func(*f
 		return "", nil, err
 	}
 	return *name, cl, nil
+}
+
+// streamProgress calls an operator endpoint that streams a certificate's
+// events, printing a line per step as it comes. It returns the certificate
+// as last sent, the final event (nil if none) and whether any event came.
+func streamProgress(ctx context.Context, cl *operatorClient, path string, body any, stdout io.Writer) (cert issuer.Cert, last *issuer.Event, started bool, err error) {
+	last, err = cl.stream(ctx, path, body,
+		func(c issuer.Cert) { cert = c },
+		func(ev issuer.Event) {
+			started = true
+			if ev.Step != issuer.StepDone {
+				fmt.Fprintln(stdout, progressLine(ev))
+			}
+		})
+	return cert, last, started, err
 }
