@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,11 +26,8 @@ import (
 // extDaemon is serve running in-process on the ports its config file names,
 // so that CLI verbs reading the same file find it.
 type extDaemon struct {
+	*running
 	cfgPath string
-	dns     string
-	api     string
-	cancel  context.CancelFunc
-	done    chan error
 }
 
 const extConfig = `
@@ -67,29 +63,7 @@ func startExtDaemon(t *testing.T, cfgPath string) *extDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &extDaemon{cfgPath: cfgPath, cancel: cancel, done: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() {
-		d.done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), func(dnsAddrs, apiAddrs []string) {
-			d.dns, d.api = dnsAddrs[0], apiAddrs[0]
-			close(ready)
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-d.done:
-		t.Fatalf("serve ended early: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not become ready")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-d.done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return d
+	return &extDaemon{running: startServeConfig(t, cfg), cfgPath: cfgPath}
 }
 
 func extQuery(t *testing.T, addr, name string, qtype uint16) *dns.Msg {

@@ -77,12 +77,18 @@ func startServe(t *testing.T, dir string) *running {
 	}
 	cfg.DNS.Listen = []string{"127.0.0.1:0"}
 	cfg.API.Listen = []string{"127.0.0.1:0"}
+	return startServeConfig(t, cfg)
+}
+
+// startServeConfig runs serve in-process on cfg until the test ends (or
+// stop), once it is ready.
+func startServeConfig(t *testing.T, cfg *config.Config) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{done: make(chan error, 1), cancel: cancel}
 	ready := make(chan struct{})
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
-		r.done <- serve(ctx, cfg, log, func(dnsAddrs, apiAddrs []string) {
+		r.done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), func(dnsAddrs, apiAddrs []string) {
 			r.dns, r.api = dnsAddrs[0], apiAddrs[0]
 			close(ready)
 		})
