@@ -98,22 +98,12 @@ func startPoller(ctx context.Context, s *Store) (*follower, error) {
 
 // poll catches up every PollInterval until ctx ends.
 func (f *follower) poll(ctx context.Context) {
-	t := time.NewTicker(f.s.opts.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, f.s.opts.PollInterval, func() {
 		err := f.catchUp(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if f.setHealth(err) {
+		if ctx.Err() == nil && f.setHealth(err) {
 			f.s.log.Error("reading changes made by other processes failed; values they write are not served until it works again", "err", err)
 		}
-	}
+	})
 }
 
 func (f *follower) health() error {

@@ -254,6 +254,15 @@ func (s *Store) ExpireValues(ctx context.Context) error {
 // filtered by expiry when read, so the interval only bounds how long an
 // expired value may still be answered in DNS.
 func (s *Store) RunExpiry(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() {
+		if err := s.ExpireValues(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("expiring values failed", "err", err)
+		}
+	})
+}
+
+// every calls fn each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -261,9 +270,7 @@ func (s *Store) RunExpiry(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.ExpireValues(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("expiring values failed", "err", err)
-			}
+			fn()
 		}
 	}
 }
