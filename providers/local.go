@@ -15,7 +15,9 @@ import (
 // LocalStore is what Local needs from the store.
 type LocalStore interface {
 	ChallengeNameByBase(ctx context.Context, baseName string) (store.ChallengeName, error)
-	AddValue(ctx context.Context, subdomain, txt string) error
+	// AddValueEverywhere returns once every instance serving the zone
+	// answers the value: the CA is asked to look right after Present.
+	AddValueEverywhere(ctx context.Context, subdomain, txt string) error
 	RemoveValue(ctx context.Context, subdomain, txt string) error
 }
 
@@ -82,7 +84,7 @@ func (l *Local) PresentContext(ctx context.Context, domain, keyAuth string) erro
 		return err
 	}
 	value := dns01.GetChallengeInfo(domain, keyAuth).Value
-	if err := l.store.AddValue(ctx, sub, value); err != nil {
+	if err := l.store.AddValueEverywhere(ctx, sub, value); err != nil {
 		return fmt.Errorf("local provider: present %s: %w", domain, err)
 	}
 	return nil

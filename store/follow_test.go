@@ -337,3 +337,36 @@ func TestParseChange(t *testing.T) {
 		}
 	}
 }
+
+// TestAddValueEverywhere: without ConfirmAll, AddValueEverywhere (what the
+// issuer presents challenge values with) still returns only once the other
+// instances serve the value. Plain AddValue fails this test at its first
+// value: the others are milliseconds behind.
+func TestAddValueEverywhere(t *testing.T) {
+	b := postgresBackend(t)
+	ctx := testCtx(t)
+	hb := 100 * time.Millisecond
+	writer := openStore(t, b, Options{ConfirmTimeout: 10 * time.Second, HeartbeatInterval: hb})
+	others := []*Store{openStore(t, b, Options{HeartbeatInterval: hb}), openStore(t, b, Options{HeartbeatInterval: hb})}
+	recs := []*recorder{record(others[0]), record(others[1])}
+	acct := mustCreate(t, writer, newAccount())
+	waitUntil(t, "three instances heart-beating", func() bool {
+		var n int
+		err := writer.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM instances WHERE heartbeat_at > $1`, time.Now().Add(-time.Second).UnixNano()).Scan(&n)
+		return err == nil && n == 3
+	})
+	for i := range 10 {
+		v := uuid.NewString()
+		if err := writer.AddValueEverywhere(ctx, acct.Subdomain, v); err != nil {
+			t.Fatal(err)
+		}
+		for j, r := range recs {
+			r.mu.Lock()
+			st := r.latest[acct.Subdomain]
+			r.mu.Unlock()
+			if !slices.Contains(st.Values, v) {
+				t.Fatalf("value %d: AddValueEverywhere returned before instance %d served it (has %+v)", i, j, st)
+			}
+		}
+	}
+}

@@ -13,7 +13,24 @@ import (
 // oldest. Adding a value that is already live refreshes it as the newest
 // instead of storing a duplicate. Subscribers see the new state before
 // AddValue returns. It returns ErrNotFound when no account owns subdomain.
+// With ConfirmAll it also waits, as AddValueEverywhere does.
 func (s *Store) AddValue(ctx context.Context, subdomain, txt string) error {
+	return s.addValue(ctx, subdomain, txt, s.opts.ConfirmAll)
+}
+
+// AddValueEverywhere is AddValue that, on PostgreSQL, also waits until every
+// live instance has applied the change (at most ConfirmTimeout), whatever
+// ConfirmAll says. The bundled issuer presents its challenge values this
+// way: it asks the CA to validate right after presenting, and the CA's
+// resolver may ask any instance. Without the wait, a failed-over order in
+// CI was validated against an instance that had not heard of the value yet
+// ("No TXT records found"). Instances record what they applied with their
+// heartbeat, so the wait is about one HeartbeatInterval.
+func (s *Store) AddValueEverywhere(ctx context.Context, subdomain, txt string) error {
+	return s.addValue(ctx, subdomain, txt, true)
+}
+
+func (s *Store) addValue(ctx context.Context, subdomain, txt string, confirm bool) error {
 	now := s.opts.Now()
 	s.writeMu.Lock()
 	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
@@ -39,7 +56,7 @@ func (s *Store) AddValue(ctx context.Context, subdomain, txt string) error {
 	// Wait outside the lock: other writes need not queue behind the
 	// confirmation of this one.
 	s.writeMu.Unlock()
-	if s.opts.ConfirmAll && s.follow != nil && s.follow.channel != "" {
+	if confirm && s.follow != nil && s.follow.channel != "" {
 		s.waitConfirmed(ctx, st.Version)
 	}
 	return nil
