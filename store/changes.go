@@ -47,6 +47,11 @@ func (s *Store) recordChange(ctx context.Context, tx *sql.Tx, subdomain string) 
 	return seq, nil
 }
 
+// confirmRequest starts the payload a waiting writer notifies after its
+// change ("confirm <seq>"): every instance then records its applied
+// sequence at once rather than at its next heartbeat.
+const confirmRequest = "confirm "
+
 // formatChange is the notification payload: "<seq> <subdomain>".
 func formatChange(seq int64, subdomain string) string {
 	return strconv.FormatInt(seq, 10) + " " + subdomain

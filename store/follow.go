@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -231,6 +232,13 @@ func (f *follower) receive(ctx context.Context, fd *feed) error {
 }
 
 func (f *follower) handlePayload(ctx context.Context, payload string) error {
+	if strings.HasPrefix(payload, confirmRequest) {
+		// A writer waits for every instance to have applied its change;
+		// notifications arrive in order, so this one has, and its next
+		// heartbeat says so now instead of at the next tick.
+		f.wakeHeartbeat()
+		return nil
+	}
 	seq, sub, err := parseChange(payload)
 	if err != nil {
 		f.s.log.Warn("ignoring change notification", "err", err)
@@ -304,9 +312,14 @@ func (f *follower) advance(seq int64) {
 		f.applied = seq
 	}
 	f.mu.Unlock()
-	if !f.s.opts.ConfirmAll {
-		return
+	if f.s.opts.ConfirmAll {
+		f.wakeHeartbeat()
 	}
+}
+
+// wakeHeartbeat makes the heartbeat loop record the applied sequence now.
+// Wake-ups coalesce.
+func (f *follower) wakeHeartbeat() {
 	select {
 	case f.acked <- struct{}{}:
 	default:

@@ -345,20 +345,30 @@ func TestParseChange(t *testing.T) {
 func TestAddValueEverywhere(t *testing.T) {
 	b := postgresBackend(t)
 	ctx := testCtx(t)
-	hb := 100 * time.Millisecond
-	writer := openStore(t, b, Options{ConfirmTimeout: 10 * time.Second, HeartbeatInterval: hb})
+	// Heartbeats an hour apart: only the writer's request to confirm at
+	// once can make the instances record what they applied in time.
+	const hb, confirmTimeout = time.Hour, 20 * time.Second
+	writer := openStore(t, b, Options{ConfirmTimeout: confirmTimeout, HeartbeatInterval: hb})
 	others := []*Store{openStore(t, b, Options{HeartbeatInterval: hb}), openStore(t, b, Options{HeartbeatInterval: hb})}
 	recs := []*recorder{record(others[0]), record(others[1])}
 	acct := mustCreate(t, writer, newAccount())
 	waitUntil(t, "three instances heart-beating", func() bool {
 		var n int
-		err := writer.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM instances WHERE heartbeat_at > $1`, time.Now().Add(-time.Second).UnixNano()).Scan(&n)
+		err := writer.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM instances WHERE heartbeat_at > $1`, time.Now().Add(-time.Minute).UnixNano()).Scan(&n)
 		return err == nil && n == 3
 	})
 	for i := range 10 {
 		v := uuid.NewString()
 		if err := writer.AddValueEverywhere(ctx, acct.Subdomain, v); err != nil {
 			t.Fatal(err)
+		}
+		// Confirmed, not timed out: no live instance lags.
+		var seq int64
+		if err := writer.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM changes`).Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		if lagging, err := writer.laggingInstances(ctx, seq); err != nil || len(lagging) != 0 {
+			t.Fatalf("value %d: AddValueEverywhere returned with instances %v lagging (%v)", i, lagging, err)
 		}
 		for j, r := range recs {
 			r.mu.Lock()

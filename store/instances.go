@@ -25,12 +25,16 @@ func (f *follower) heartbeat(ctx context.Context) {
 		failing    bool
 		lastPurged time.Time
 	)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-f.acked:
+	// The first beat goes out at once, so that a writer waiting for
+	// confirmations counts this instance from its start.
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-f.acked:
+			}
 		}
 		if f.health() != nil {
 			continue

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -24,8 +25,9 @@ func (s *Store) AddValue(ctx context.Context, subdomain, txt string) error {
 // way: it asks the CA to validate right after presenting, and the CA's
 // resolver may ask any instance. Without the wait, a failed-over order in
 // CI was validated against an instance that had not heard of the value yet
-// ("No TXT records found"). Instances record what they applied with their
-// heartbeat, so the wait is about one HeartbeatInterval.
+// ("No TXT records found"). The writer notifies a request to confirm after
+// its change, so the instances record what they applied at once rather than
+// at their next heartbeat: the wait is a few milliseconds.
 func (s *Store) AddValueEverywhere(ctx context.Context, subdomain, txt string) error {
 	return s.addValue(ctx, subdomain, txt, true)
 }
@@ -57,6 +59,10 @@ func (s *Store) addValue(ctx context.Context, subdomain, txt string, confirm boo
 	// confirmation of this one.
 	s.writeMu.Unlock()
 	if confirm && s.follow != nil && s.follow.channel != "" {
+		if _, err := s.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.follow.channel, confirmRequest+strconv.FormatInt(st.Version, 10)); err != nil {
+			// The instances still record it with their next heartbeat.
+			s.log.Debug("asking instances to confirm at once failed", "err", err)
+		}
 		s.waitConfirmed(ctx, st.Version)
 	}
 	return nil
