@@ -22,8 +22,9 @@ import (
 var errForbidden = errors.New("forbidden")
 
 // authenticator checks X-Api-User/X-Api-Key pairs. bcrypt runs on the
-// workers of a low-priority pool, so at most as many at a time as it has; a verified pair is remembered (as a SHA-256 of the key,
-// never the key) so a client updating again does not pay bcrypt again.
+// workers of a low-priority pool, at most one computation per worker; a
+// verified pair is remembered (as a SHA-256 of the key, never the key) so a
+// client updating again does not pay bcrypt again.
 type authenticator struct {
 	store     Store
 	cost      int
@@ -63,14 +64,14 @@ func newAuthenticator(st Store, cost, concurrency, cacheSize int) (*authenticato
 	}, nil
 }
 
-// hash bcrypts a new key under the concurrency bound.
+// hash bcrypts a new key on a pool worker.
 func (a *authenticator) hash(ctx context.Context, key string) (string, error) {
 	var (
 		h   []byte
 		err error
 	)
-	if slotErr := a.bcrypt.run(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(key), a.cost) }); slotErr != nil {
-		return "", slotErr
+	if poolErr := a.bcrypt.run(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(key), a.cost) }); poolErr != nil {
+		return "", poolErr
 	}
 	return string(h), err
 }
@@ -95,10 +96,10 @@ func (a *authenticator) verify(ctx context.Context, username, key string) (store
 		return store.Account{}, err
 	}
 	var match bool
-	if slotErr := a.bcrypt.run(ctx, func() {
+	if poolErr := a.bcrypt.run(ctx, func() {
 		match = bcrypt.CompareHashAndPassword(hash, []byte(key)) == nil
-	}); slotErr != nil {
-		return store.Account{}, slotErr
+	}); poolErr != nil {
+		return store.Account{}, poolErr
 	}
 	if err != nil || !match {
 		return store.Account{}, errForbidden
