@@ -95,27 +95,12 @@ func TestTLSFilesReload(t *testing.T) {
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	der := writeSelfSigned(t, certFile, keyFile, 1, base)
 
-	quiet := slog.New(slog.DiscardHandler)
-	st, err := store.Open(context.Background(), "sqlite3", filepath.Join(dir, "tls.db"), store.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	reload := make(chan struct{})
-	api, err := httpapi.New(httpapi.Options{
-		Zone: extZone, Listen: []string{"127.0.0.1:0"}, Logger: quiet,
+	addr := startTLSAPI(t, dir, httpapi.Options{
 		TLSCertFile: certFile, TLSKeyFile: keyFile, TLSReload: reload,
 		// Long enough that only the signal can explain the first reload.
 		TLSCheckInterval: time.Hour,
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := api.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer api.Shutdown(context.Background())
-	addr := api.Addrs()[0]
+	})
 
 	// A verifying client trusting the self-signed certificate gets /health.
 	leaf, err := x509.ParseCertificate(der)
@@ -154,24 +139,9 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	writeSelfSigned(t, certFile, keyFile, 10, base)
-	quiet := slog.New(slog.DiscardHandler)
-	st, err := store.Open(context.Background(), "sqlite3", filepath.Join(dir, "tls.db"), store.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	api, err := httpapi.New(httpapi.Options{
-		Zone: extZone, Listen: []string{"127.0.0.1:0"}, Logger: quiet,
+	addr := startTLSAPI(t, dir, httpapi.Options{
 		TLSCertFile: certFile, TLSKeyFile: keyFile, TLSCheckInterval: 10 * time.Millisecond,
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := api.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer api.Shutdown(context.Background())
-	addr := api.Addrs()[0]
+	})
 	if got := servedSerial(t, addr); got != 10 {
 		t.Fatalf("serial %d", got)
 	}
@@ -185,4 +155,27 @@ func TestTLSMissingFilesRefused(t *testing.T) {
 	if err == nil {
 		t.Fatal("missing certificate files accepted")
 	}
+}
+
+// startTLSAPI runs the API for extZone on a loopback port with a store in
+// dir and the TLS settings of opts, until the test ends; it returns the
+// address.
+func startTLSAPI(t *testing.T, dir string, opts httpapi.Options) string {
+	t.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	st, err := store.Open(context.Background(), "sqlite3", filepath.Join(dir, "tls.db"), store.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	opts.Zone, opts.Listen, opts.Logger = extZone, []string{"127.0.0.1:0"}, quiet
+	api, err := httpapi.New(opts, st)
+	if err != nil {
+		t.Fatalf("httpapi.New: %v", err)
+	}
+	if err := api.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { api.Shutdown(context.Background()) })
+	return api.Addrs()[0]
 }

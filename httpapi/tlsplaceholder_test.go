@@ -1,10 +1,8 @@
 package httpapi_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/delegated/delegated/httpapi"
-	"github.com/delegated/delegated/store"
 )
 
 // TestTLSPlaceholderUntilIssued: with TLSPlaceholder ([api] tls = "acme"),
@@ -22,27 +19,13 @@ import (
 func TestTLSPlaceholderUntilIssued(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "live", "fullchain.pem"), filepath.Join(dir, "live", "privkey.pem")
-	quiet := slog.New(slog.DiscardHandler)
-	st, err := store.Open(context.Background(), "sqlite3", filepath.Join(dir, "tls.db"), store.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	reload := make(chan struct{})
-	api, err := httpapi.New(httpapi.Options{
-		Zone: extZone, Listen: []string{"127.0.0.1:0"}, Logger: quiet,
+	// With a placeholder, missing files must not fail httpapi.New.
+	addr := startTLSAPI(t, dir, httpapi.Options{
 		TLSCertFile: certFile, TLSKeyFile: keyFile, TLSReload: reload,
 		TLSPlaceholder:   []string{"auth.example.org"},
 		TLSCheckInterval: time.Hour,
-	}, st)
-	if err != nil {
-		t.Fatalf("missing files with a placeholder: %v", err)
-	}
-	if err := api.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer api.Shutdown(context.Background())
-	addr := api.Addrs()[0]
+	})
 
 	leaf := servedLeaf(t, addr)
 	if !strings.Contains(leaf.Subject.CommonName, "placeholder") || !slices.Equal(leaf.DNSNames, []string{"auth.example.org"}) {

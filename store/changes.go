@@ -38,13 +38,29 @@ func (s *Store) recordChange(ctx context.Context, tx *sql.Tx, subdomain string) 
 		// which may come before this write's own delivery, does not read
 		// it again.
 		s.follow.published(seq)
-		if s.follow.channel != "" {
-			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.follow.channel, formatChange(seq, subdomain)); err != nil {
-				return 0, fmt.Errorf("record change: notify: %w", err)
-			}
+	}
+	if s.notifies() {
+		if err := s.notify(ctx, tx, formatChange(seq, subdomain)); err != nil {
+			return 0, fmt.Errorf("record change: %w", err)
 		}
 	}
 	return seq, nil
+}
+
+// notifies reports whether other instances hear of changes by notification
+// on a shared PostgreSQL (and record what they applied), rather than, on
+// SQLite, by polling.
+func (s *Store) notifies() bool {
+	return s.follow != nil && s.follow.channel != ""
+}
+
+// notify sends payload on the instances' channel; inside tx it goes out
+// when tx commits.
+func (s *Store) notify(ctx context.Context, db execer, payload string) error {
+	if _, err := db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.follow.channel, payload); err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	return nil
 }
 
 // confirmRequest starts the payload a waiting writer notifies after its

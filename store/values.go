@@ -58,8 +58,8 @@ func (s *Store) addValue(ctx context.Context, subdomain, txt string, confirm boo
 	// Wait outside the lock: other writes need not queue behind the
 	// confirmation of this one.
 	s.writeMu.Unlock()
-	if confirm && s.follow != nil && s.follow.channel != "" {
-		if _, err := s.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.follow.channel, confirmRequest+strconv.FormatInt(st.Version, 10)); err != nil {
+	if confirm && s.notifies() {
+		if err := s.notify(ctx, s.db, confirmRequest+strconv.FormatInt(st.Version, 10)); err != nil {
 			// The instances still record it with their next heartbeat.
 			s.log.Debug("asking instances to confirm at once failed", "err", err)
 		}

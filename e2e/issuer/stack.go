@@ -285,10 +285,18 @@ func (s *Stack) SetCNAMEs(cnames map[string]string) {
 // combined output and exit status.
 func (s *Stack) CLI(args ...string) (string, int) {
 	s.t.Helper()
-	full := append([]string{args[0], "--config", s.Config}, args[1:]...)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return RunCLI(s.t, s.Bin, s.Config, 2*time.Minute, args...)
+}
+
+// RunCLI runs the delegated binary bin with verb args[0], --config config
+// and the rest of args, for at most timeout, and returns its combined output
+// and exit status. Failing to run it at all fails the test.
+func RunCLI(t testing.TB, bin, config string, timeout time.Duration, args ...string) (string, int) {
+	t.Helper()
+	full := append([]string{args[0], "--config", config}, args[1:]...)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.Bin, full...)
+	cmd := exec.CommandContext(ctx, bin, full...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -297,7 +305,7 @@ func (s *Stack) CLI(args ...string) (string, int) {
 	case errors.As(err, &ee):
 		return out.String(), ee.ExitCode()
 	case err != nil:
-		s.t.Fatalf("delegated %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("delegated %s: %v", strings.Join(args, " "), err)
 	}
 	return out.String(), 0
 }

@@ -1,7 +1,6 @@
 package multi
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -151,21 +150,7 @@ func startCluster(t *testing.T) *cluster {
 // cli runs a delegated verb against instance in.
 func (c *cluster) cli(in *instance, args ...string) (string, int) {
 	c.t.Helper()
-	full := append([]string{args[0], "--config", in.cfg}, args[1:]...)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, full...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		return out.String(), ee.ExitCode()
-	case err != nil:
-		c.t.Fatalf("delegated %s: %v", strings.Join(args, " "), err)
-	}
-	return out.String(), 0
+	return e2e.RunCLI(c.t, c.bin, in.cfg, time.Minute, args...)
 }
 
 // status is name's status as instance in reports it.
