@@ -3,11 +3,14 @@ package issuer
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -106,13 +109,18 @@ func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, re
 	if err != nil {
 		return nil, err
 	}
-	order, resumed := i.resumeOrder(core, prev)
+	order, resumed := i.resumeOrder(ctx, core, prev)
 	if resumed {
 		i.log.Info("interrupted order resumed", "order", order.Location, "order_status", order.Status, "domains", domains)
 		emit(Event{Step: StepOrder, OK: true, Detail: fmt.Sprintf("%s resumed (%s)", order.Location, order.Status)})
 	} else {
 		prev = inFlight{}
-		order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces})
+		// A lost answer here leaves an unused order at the CA, which
+		// expires on its own: cheaper than failing the attempt.
+		err = i.retryCA(ctx, "new order", func() (err error) {
+			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces})
+			return err
+		})
 		if err != nil && replaces != "" {
 			// Marking the order as an ARI replacement is advisory; a CA
 			// that cannot match the old certificate (Pebble fails on some
@@ -146,7 +154,7 @@ func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, re
 		if err != nil {
 			return nil, fmt.Errorf("create CSR: %w", err)
 		}
-		if _, err := core.Orders.UpdateForCSR(order.Finalize, csr); err != nil {
+		if err := i.finalize(ctx, core, order, csr); err != nil {
 			return nil, fmt.Errorf("finalize: %w", err)
 		}
 	default: // processing or valid: finalized before the restart
@@ -155,7 +163,7 @@ func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, re
 		}
 	}
 	var final acme.ExtendedOrder
-	err = poll(ctx, func() (bool, error) {
+	err = i.poll(ctx, func() (bool, error) {
 		o, err := core.Orders.Get(order.Location)
 		if err != nil {
 			return false, err
@@ -172,7 +180,11 @@ func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, re
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w", err)
 	}
-	certPEM, chainPEM, err := i.download(core, final.Certificate)
+	var certPEM, chainPEM string
+	err = i.retryCA(ctx, "download certificate", func() (err error) {
+		certPEM, chainPEM, err = i.download(core, final.Certificate)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -186,11 +198,15 @@ func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, re
 
 // resumeOrder fetches an interrupted order; false when there is none or it
 // cannot continue (expired, invalid, or finalized without a stored key).
-func (i *Issuer) resumeOrder(core *api.Core, prev inFlight) (acme.ExtendedOrder, bool) {
+func (i *Issuer) resumeOrder(ctx context.Context, core *api.Core, prev inFlight) (acme.ExtendedOrder, bool) {
 	if prev.orderURL == "" {
 		return acme.ExtendedOrder{}, false
 	}
-	o, err := core.Orders.Get(prev.orderURL)
+	var o acme.ExtendedOrder
+	err := i.retryCA(ctx, "resume order", func() (err error) {
+		o, err = core.Orders.Get(prev.orderURL)
+		return err
+	})
 	if err != nil {
 		i.log.Info("interrupted order cannot be resumed; placing a new one", "order", prev.orderURL, "err", err)
 		return acme.ExtendedOrder{}, false
@@ -272,7 +288,11 @@ func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []strin
 			defer wg.Done()
 			errs[n] = func() error {
 				started := time.Now()
-				authz, err := core.Authorizations.Get(u)
+				var authz acme.Authorization
+				err := i.retryCA(ctx, "authorization", func() (err error) {
+					authz, err = core.Authorizations.Get(u)
+					return err
+				})
 				if err != nil {
 					return fmt.Errorf("authorization %s: %w", u, err)
 				}
@@ -307,11 +327,11 @@ func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []strin
 				// validation: triggering it again is an error, and the
 				// value just presented again is what the CA reads.
 				if chal.Status == acme.StatusPending {
-					if _, err := core.Challenges.New(chal.URL); err != nil {
+					if err := i.trigger(ctx, core, u, chal.URL); err != nil {
 						return fmt.Errorf("authorization %s: trigger challenge: %w", domain, err)
 					}
 				}
-				err = poll(ctx, func() (bool, error) {
+				err = i.poll(ctx, func() (bool, error) {
 					a, err := core.Authorizations.Get(u)
 					if err != nil {
 						return false, err
@@ -344,14 +364,21 @@ func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []strin
 
 // poll calls check until it reports done or fails, waiting 50 ms at first
 // and growing to 1 s, since our own zone answers at once and the CA usually
-// validates in well under a second.
-func poll(ctx context.Context, check func() (bool, error)) error {
+// validates in well under a second. A check that could not reach the CA
+// (see transient) is tried again until the deadline: a status read changes
+// nothing, and one lost answer must not throw away a whole order.
+func (i *Issuer) poll(ctx context.Context, check func() (bool, error)) error {
 	wait := 50 * time.Millisecond
-	deadline := time.NewTimer(5 * time.Minute)
+	deadline := time.NewTimer(pollDeadline)
 	defer deadline.Stop()
+	var lastTransient error
 	for {
 		done, err := check()
-		if err != nil || done {
+		switch {
+		case err != nil && transient(err):
+			lastTransient = err
+			i.freshConnections()
+		case err != nil || done:
 			return err
 		}
 		t := time.NewTimer(wait)
@@ -361,11 +388,117 @@ func poll(ctx context.Context, check func() (bool, error)) error {
 			return ctx.Err()
 		case <-deadline.C:
 			t.Stop()
-			return errors.New("timed out after 5m waiting for the CA")
+			if lastTransient != nil {
+				return fmt.Errorf("timed out after %s waiting for the CA; last error: %w", pollDeadline, lastTransient)
+			}
+			return fmt.Errorf("timed out after %s waiting for the CA", pollDeadline)
 		case <-t.C:
 		}
 		wait = min(wait*3/2, time.Second)
 	}
+}
+
+// pollDeadline bounds how long an authorization or an order may stay
+// pending or processing at the CA.
+const pollDeadline = 5 * time.Minute
+
+// caRetries is how many more times a request the CA did not answer is
+// tried within one attempt. The next attempt comes only after
+// RetryInterval (15 minutes by default), far too long to pay for one lost
+// answer.
+const caRetries = 4
+
+// transient reports whether err says the CA could not be reached or failed
+// on its side (a timeout, a refused or reset connection, a 5xx problem),
+// rather than the CA's verdict on the request. A TLS verification failure
+// is a verdict: trying again cannot fix a wrong ca_roots.
+func transient(err error) bool {
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &verify) {
+		return false
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return true
+	}
+	var prob *acme.ProblemDetails
+	return errors.As(err, &prob) && prob.HTTPStatus >= http.StatusInternalServerError
+}
+
+// retryCA runs step until it succeeds, fails for good, or has failed
+// transiently caRetries+1 times, waiting 1 s, 2 s, 4 s, … in between.
+// step must be safe to run again after a lost answer: a step that changes
+// the CA's state checks first whether its earlier try took effect.
+func (i *Issuer) retryCA(ctx context.Context, what string, step func() error) error {
+	wait := time.Second
+	for try := 1; ; try++ {
+		err := step()
+		if err == nil || !transient(err) || try > caRetries {
+			return err
+		}
+		i.log.Warn("CA did not answer; trying again", "step", what, "try", try, "in", wait, "err", err)
+		i.freshConnections()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+// freshConnections makes the next request open a new connection: the
+// connection a request timed out on may be wedged, and HTTP/2 would send
+// every retry down it again.
+func (i *Issuer) freshConnections() {
+	i.httpClient.CloseIdleConnections()
+}
+
+// trigger asks the CA to validate a challenge. After a lost answer the
+// challenge may already be under validation, and triggering it again would
+// be refused, so its authorization is read first.
+func (i *Issuer) trigger(ctx context.Context, core *api.Core, authzURL, chalURL string) error {
+	sent := false
+	return i.retryCA(ctx, "trigger challenge", func() error {
+		if sent {
+			a, err := core.Authorizations.Get(authzURL)
+			if err != nil {
+				return err
+			}
+			for _, c := range a.Challenges {
+				if c.URL == chalURL && c.Status != acme.StatusPending {
+					return nil
+				}
+			}
+		}
+		sent = true
+		_, err := core.Challenges.New(chalURL)
+		return err
+	})
+}
+
+// finalize sends the CSR. After a lost answer the CA may have finalized
+// anyway, and a CSR sent to an order no longer ready is refused
+// (orderNotReady), so the order's status is read first.
+func (i *Issuer) finalize(ctx context.Context, core *api.Core, order acme.ExtendedOrder, csr []byte) error {
+	sent := false
+	return i.retryCA(ctx, "finalize", func() error {
+		if sent {
+			o, err := core.Orders.Get(order.Location)
+			if err != nil {
+				return err
+			}
+			if o.Status == acme.StatusProcessing || o.Status == acme.StatusValid {
+				i.log.Info("lost finalize answer had been acted on", "order", order.Location, "order_status", o.Status)
+				return nil
+			}
+		}
+		sent = true
+		_, err := core.Orders.UpdateForCSR(order.Finalize, csr)
+		return err
+	})
 }
 
 // revoke revokes a certificate at the CA with an RFC 5280 reason code.

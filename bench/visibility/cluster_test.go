@@ -187,7 +187,7 @@ func (c *cluster) start(i int) {
 	in := c.insts[i]
 	in.proc = harness.StartProcess(c.t, harness.ProcessOptions{
 		Name: "delegated-" + in.name, Path: c.bin, Dir: in.dir,
-		Args: []string{"serve", "--config", filepath.Join(in.dir, "config.toml")},
+		Args: []string{"serve", "--config", filepath.Join(in.dir, "config.toml")}, GoStacks: true,
 	})
 	if err := in.proc.WaitReady(30*time.Second, harness.HTTPReady("http://"+in.api+"/health")); err != nil {
 		c.t.Fatalf("instance %s: %v", in.name, err)

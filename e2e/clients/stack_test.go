@@ -122,7 +122,7 @@ func (s *stack) startDelegated(t *testing.T) {
 			t.Fatalf("write delegated config: %v", err)
 		}
 		p := harness.StartProcess(t, harness.ProcessOptions{
-			Name: "delegated", Path: bin, Args: []string{"serve", "--config", cfgPath}, Dir: dir,
+			Name: "delegated", Path: bin, Args: []string{"serve", "--config", cfgPath}, Dir: dir, GoStacks: true,
 		})
 		apiURL := "http://" + harness.HostPort(apiPort)
 		dnsAddr := harness.HostPort(dnsPort)

@@ -74,7 +74,7 @@ func StartChallTestSrvWith(t testing.TB, opts ChallTestSrvOptions) *ChallTestSrv
 		if opts.DefaultIPv4 != "" {
 			args = append(args, "-defaultIPv4", opts.DefaultIPv4)
 		}
-		p, err := startProcess(ProcessOptions{Name: "pebble-challtestsrv", Path: bin, Args: args, Dir: dir})
+		p, err := startProcess(ProcessOptions{Name: "pebble-challtestsrv", Path: bin, Args: args, Dir: dir, GoStacks: true})
 		if err != nil {
 			return nil, err
 		}

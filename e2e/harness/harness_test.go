@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -420,5 +421,77 @@ func TestStartWithRetry(t *testing.T) {
 	})
 	if err == nil || calls != 1 {
 		t.Fatalf("other errors must not be retried: %v after %d calls", err, calls)
+	}
+}
+
+// TestGoStacks: a Go process stopped for a failed test leaves a stack
+// dump; the goroutines that waited a minute or more are the ones quoted.
+func TestGoStacks(t *testing.T) {
+	t.Parallel()
+	bin := GoBuild(t, "./testdata/httpserver")
+	addr := FreeAddr(t)
+	p := StartProcess(t, ProcessOptions{Path: bin, Args: []string{"-addr", addr}, GoStacks: true})
+	if err := p.WaitReady(0, HTTPReady("http://"+addr+"/")); err != nil {
+		t.Fatal(err)
+	}
+	got := p.stuckGoroutines()
+	// A server up for a second has no goroutine waiting for minutes, but
+	// the runtime must have dumped them all (GOTRACEBACK=all).
+	if !regexp.MustCompile(`^stack dump: none of ([2-9]|\d{2,}) goroutines blocked`).MatchString(got) {
+		t.Fatalf("stuckGoroutines = %q", got)
+	}
+	if exited, _ := p.Exited(); !exited {
+		t.Fatal("the process still runs after its stack dump")
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatalf("Stop after the dump: %v", err)
+	}
+}
+
+func TestBlockedGoroutines(t *testing.T) {
+	const dump = `started
+SIGQUIT: quit
+PC=0x47a1c1 m=0 sigcode=0
+
+goroutine 0 gp=0x7a3e20 m=0 mp=0x7a4c40 [idle]:
+runtime.futex(0x7a4d80, 0x80, 0x0)
+
+goroutine 1 gp=0xc000002380 m=nil [IO wait]:
+internal/poll.runtime_pollWait(0x7f, 0x72)
+
+goroutine 21 gp=0xc0000a2000 m=nil [sync.RWMutex.RLock, 3 minutes]:
+sync.(*RWMutex).RLock(...)
+github.com/letsencrypt/pebble/v2/wfe.(*WebFrontEndImpl).orderForDisplay(0xc000120000)
+
+goroutine 22 gp=0xc0000a2380 m=nil [select, 1 minutes]:
+main.wait()
+
+rax    0xca
+`
+	for _, tc := range []struct {
+		name     string
+		dump     string
+		maxLines int
+		want     []string
+		notWant  []string
+	}{
+		{"picks the long waits", dump, 100, []string{"(of 4)", "goroutine 21 ", "orderForDisplay", "goroutine 22 "}, []string{"goroutine 1 ", "IO wait", "idle"}},
+		{"bounded", dump, 3, []string{"goroutine 21 ", "more left out"}, []string{"goroutine 22 "}},
+		{"none blocked", "SIGQUIT: quit\n\ngoroutine 1 [running]:\nmain.main()\n", 100, []string{"none of 1 goroutines"}, nil},
+		{"no dump", "just a log line\n", 100, []string{"no goroutine dump"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := blockedGoroutines(tc.dump, tc.maxLines)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("lacks %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(got, w) {
+					t.Errorf("has %q:\n%s", w, got)
+				}
+			}
+		})
 	}
 }

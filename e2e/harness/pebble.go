@@ -169,7 +169,7 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 		if err := writeFile(confPath, string(b)+"\n", 0o644); err != nil {
 			return nil, err
 		}
-		p, err := startProcess(ProcessOptions{Name: "pebble", Path: bin, Args: args, Dir: dir, Env: env})
+		p, err := startProcess(ProcessOptions{Name: "pebble", Path: bin, Args: args, Dir: dir, Env: env, GoStacks: true})
 		if err != nil {
 			return nil, err
 		}

@@ -54,6 +54,11 @@ type ProcessOptions struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL;
 	// default DefaultStopTimeout.
 	StopTimeout time.Duration
+	// GoStacks marks a Go program: when the test fails it is stopped with
+	// SIGQUIT, which makes the Go runtime write every goroutine's stack to
+	// the log, and the goroutines blocked for a minute or more are quoted.
+	// A test that failed on a timeout then shows what was stuck.
+	GoStacks bool
 }
 
 // Process is a running child process. Its methods are safe for concurrent
@@ -68,6 +73,8 @@ type Process struct {
 	stopTimeout time.Duration
 	done        chan struct{} // closed once the process has been reaped
 	waitErr     error         // set before done is closed
+
+	goStacks bool
 
 	stopOnce   sync.Once
 	stopErr    error
@@ -99,13 +106,77 @@ func (p *Process) registerCleanup(t testing.TB) {
 			// purpose), but a dead dependency explains odd results.
 			t.Logf("harness: %s (pid %d) had exited before cleanup: %v\n%s", p.Name, p.PID, err, p.tailForError())
 		}
+		if t.Failed() {
+			// Before stopping: a stack dump would push the log's last
+			// lines out of the tail.
+			t.Logf("harness: %s (pid %d) log %s, last lines:\n%s", p.Name, p.PID, p.LogPath, p.LogTail(DefaultLogTailLines))
+			if p.goStacks {
+				t.Logf("harness: %s (pid %d) %s", p.Name, p.PID, p.stuckGoroutines())
+			}
+		}
 		if err := p.Stop(); err != nil {
 			t.Errorf("harness: %v", err)
 		}
-		if t.Failed() {
-			t.Logf("harness: %s (pid %d) log %s, last lines:\n%s", p.Name, p.PID, p.LogPath, p.LogTail(DefaultLogTailLines))
-		}
 	})
+}
+
+// stuckGoroutines stops a Go process with SIGQUIT and returns, from the
+// stack dump the runtime writes, the goroutines blocked for a minute or
+// more (the runtime states their wait only from one minute on).
+func (p *Process) stuckGoroutines() string {
+	if exited, _ := p.Exited(); exited {
+		return "had exited: no goroutine dump"
+	}
+	p.stopCalled.Store(true)
+	if err := p.Signal(syscall.SIGQUIT); err != nil {
+		return err.Error()
+	}
+	select {
+	case <-p.done:
+	case <-time.After(p.stopTimeout):
+		return fmt.Sprintf("did not exit within %s of SIGQUIT: no goroutine dump", p.stopTimeout)
+	}
+	b, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return fmt.Sprintf("cannot read the goroutine dump: %v", err)
+	}
+	return blockedGoroutines(string(b), maxDumpLines)
+}
+
+// maxDumpLines bounds how much of a goroutine dump a failure quotes.
+const maxDumpLines = 300
+
+// blockedGoroutines picks from a Go stack dump the goroutines whose header
+// says they have waited for minutes, e.g. "goroutine 7 [sync.RWMutex.Lock,
+// 2 minutes]:", at most maxLines lines of them.
+func blockedGoroutines(dump string, maxLines int) string {
+	start := strings.Index(dump, "\ngoroutine ")
+	if start < 0 {
+		return "no goroutine dump in the log"
+	}
+	var picked []string
+	total, lines := 0, 0
+	for _, block := range strings.Split(dump[start+1:], "\n\n") {
+		header, _, _ := strings.Cut(block, "\n")
+		if !strings.HasPrefix(header, "goroutine ") {
+			continue
+		}
+		total++
+		if !strings.Contains(header, " minutes]") && !strings.Contains(header, " minute]") {
+			continue
+		}
+		n := strings.Count(block, "\n") + 1
+		if lines+n > maxLines {
+			picked = append(picked, "(more left out; the whole dump is in the log)")
+			break
+		}
+		picked = append(picked, block)
+		lines += n
+	}
+	if len(picked) == 0 {
+		return fmt.Sprintf("stack dump: none of %d goroutines blocked for a minute or more", total)
+	}
+	return fmt.Sprintf("stack dump: goroutines blocked for a minute or more (of %d):\n%s", total, strings.Join(picked, "\n\n"))
 }
 
 // startProcess starts a process without a testing.TB, so the Start
@@ -137,6 +208,9 @@ func startProcess(opts ProcessOptions) (*Process, error) {
 	cmd := exec.Command(opts.Path, opts.Args...)
 	cmd.Dir = opts.Dir
 	cmd.Env = append(os.Environ(), opts.Env...)
+	if opts.GoStacks {
+		cmd.Env = append(cmd.Env, "GOTRACEBACK=all")
+	}
 	cmd.Stdin = nil
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -152,6 +226,7 @@ func startProcess(opts ProcessOptions) (*Process, error) {
 		LogPath:     opts.LogPath,
 		cmd:         cmd,
 		stopTimeout: opts.StopTimeout,
+		goStacks:    opts.GoStacks,
 		done:        make(chan struct{}),
 	}
 	go func() {

@@ -7,10 +7,16 @@ package e2eissuer
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,6 +79,10 @@ type Options struct {
 	DeferPebble bool
 	// Files are written into Stack.Dir (mode 0600) before the daemon starts.
 	Files map[string]string
+	// CAFront, when set, puts a TLS proxy between the daemon and Pebble
+	// whose handler is CAFront(pebble): it sees, and may lose, every
+	// request the daemon sends the CA. Not with DeferPebble.
+	CAFront func(pebble http.Handler) http.Handler
 }
 
 // buildDelegated builds the daemon into a fresh world-readable directory.
@@ -140,6 +150,9 @@ func Start(t testing.TB, opts Options) *Stack {
 	} else {
 		s.StartPebble()
 		directory, minica = s.Pebble.DirectoryURL, s.Pebble.MiniCAPath
+		if opts.CAFront != nil {
+			directory, minica = s.frontCA(opts.CAFront)
+		}
 	}
 
 	s.HookLog = filepath.Join(dir, "hook.log")
@@ -215,7 +228,7 @@ func (s *Stack) startDaemon() {
 	s.runs++
 	s.Daemon = harness.StartProcess(s.t, harness.ProcessOptions{
 		Name: "delegated", Path: s.Bin, Args: []string{"serve", "--config", s.Config}, Dir: s.Dir,
-		LogPath: filepath.Join(s.Dir, fmt.Sprintf("delegated-%d.log", s.runs)),
+		LogPath: filepath.Join(s.Dir, fmt.Sprintf("delegated-%d.log", s.runs)), GoStacks: true,
 	})
 	err := s.Daemon.WaitReady(0, func() error {
 		if _, err := os.Stat(s.Socket); err != nil {
@@ -259,6 +272,35 @@ func nsdPort(t testing.TB, addr string) int {
 func (s *Stack) StartPebble() {
 	s.t.Helper()
 	s.Pebble = harness.StartPebble(s.t, s.pebbleOpts)
+}
+
+// frontCA starts a TLS server on loopback that hands every request to
+// front(pebble) and returns its directory URL and a PEM file of its
+// certificate for ca_roots. Pebble writes its URLs from the Host header,
+// which the proxy passes on, so the daemon's later requests come back
+// through the front too.
+func (s *Stack) frontCA(front func(http.Handler) http.Handler) (directory, roots string) {
+	s.t.Helper()
+	target, err := url.Parse(s.Pebble.DirectoryURL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	target.Path = ""
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Host = r.In.Host
+		},
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.Pebble.MiniCA, MinVersion: tls.VersionTLS12}},
+	}
+	srv := httptest.NewTLSServer(front(proxy))
+	s.t.Cleanup(srv.Close)
+	roots = filepath.Join(s.Dir, "ca-front.pem")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(roots, certPEM, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	return srv.URL + "/dir", roots
 }
 
 // CustomerZone is the customer's zone example.test with the given

@@ -130,7 +130,7 @@ func startCluster(t *testing.T) *cluster {
 			t.Fatal(err)
 		}
 		in.proc = harness.StartProcess(t, harness.ProcessOptions{
-			Name: fmt.Sprintf("delegated-%d", n), Path: c.bin, Args: []string{"serve", "--config", in.cfg}, Dir: dir,
+			Name: fmt.Sprintf("delegated-%d", n), Path: c.bin, Args: []string{"serve", "--config", in.cfg}, Dir: dir, GoStacks: true,
 		})
 		addr := dnsAddrs[n]
 		if err := in.proc.WaitReady(0, func() error {
