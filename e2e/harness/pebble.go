@@ -42,7 +42,8 @@ type PebbleOptions struct {
 	ValidityPeriod time.Duration
 	// Env entries are added to Pebble's environment after the harness
 	// defaults (PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0
-	// PEBBLE_AUTHZREUSE=0), so they can override them.
+	// PEBBLE_AUTHZREUSE=0), so they can override them. Even at 0, Pebble
+	// reuses an account's valid authorization 1% of the time.
 	Env []string
 	// Strict runs Pebble with -strict.
 	Strict bool

@@ -103,8 +103,11 @@ func TestIssuer(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("issue: exit %d", code)
 	}
-	for _, line := range []string{"delegation ✓", "order ✓", "authorization ✓ example.test valid", "authorization ✓ *.example.test valid", "finalize ✓", "deployed ✓", "certificate \"apex\" is active"} {
-		if !strings.Contains(out, line) {
+	// Pebble reuses a valid authorization 1% of the time even with
+	// PEBBLE_AUTHZREUSE=0 (it compares rand.Intn(100) > percent), and step
+	// 3 validated example.test for this account: "already valid" is right.
+	for _, line := range []string{`delegation ✓`, `order ✓`, `authorization ✓ example\.test (already )?valid`, `authorization ✓ \*\.example\.test (already )?valid`, `finalize ✓`, `deployed ✓`, `certificate "apex" is active`} {
+		if !regexp.MustCompile(line).MatchString(out) {
 			t.Errorf("progress lacks %q", line)
 		}
 	}
