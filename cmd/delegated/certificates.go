@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -164,11 +166,11 @@ func revokeCommand() command {
 	return c
 }
 
-func deleteCommand() command {
+func deleteCommand(stdin io.Reader) command {
 	c := command{
 		Name:  "delete",
 		Usage: "--cert-name NAME [--yes]",
-		Short: "Delete a certificate's files and stored material",
+		Short: "Delete a certificate's files and stored material (asks first)",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		var yes *bool
@@ -178,16 +180,50 @@ func deleteCommand() command {
 		if err != nil {
 			return err
 		}
+		path := "/v1/certificates/" + url.PathEscape(name)
 		if !*yes {
-			return usageError("deleting %q removes its files and key; repeat with --yes to confirm", name)
+			var cert issuer.Cert
+			if err := cl.call(ctx, "GET", path, nil, &cert); err != nil {
+				return err
+			}
+			if err := confirmDelete(cert, stdin, stderr); err != nil {
+				return err
+			}
 		}
-		if err := cl.call(ctx, "DELETE", "/v1/certificates/"+url.PathEscape(name), nil, nil); err != nil {
+		if err := cl.call(ctx, "DELETE", path, nil, nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "certificate %q deleted\n", name)
 		return nil
 	}
 	return c
+}
+
+// confirmDelete asks on stderr, as certbot's delete does, and reads the
+// answer from stdin: only "y" or "yes" goes ahead. A closed stdin (a
+// script, a cron job) is no answer, and says how to skip the question.
+func confirmDelete(cert issuer.Cert, stdin io.Reader, stderr io.Writer) error {
+	fmt.Fprintf(stderr, "Delete certificate %q (%s)?\n", cert.Name, strings.Join(cert.Domains, ", "))
+	if cert.Paths.Dir != "" {
+		fmt.Fprintf(stderr, "Its files in %s and its private key are removed.\n", cert.Paths.Dir)
+	}
+	if cert.Status == issuer.StatusActive {
+		fmt.Fprintf(stderr, "It is still valid; afterwards delegated can no longer revoke it (delegated revoke --cert-name %s first if it must be).\n", cert.Name)
+	}
+	fmt.Fprint(stderr, "Type y to delete [y/N]: ")
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	answer, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && (!errors.Is(err, io.EOF) || answer == "") {
+		fmt.Fprintln(stderr)
+		return usageError("no answer on stdin; repeat with --yes to delete %q without asking", cert.Name)
+	}
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return fmt.Errorf("not deleted: %q kept (answer was %q)", cert.Name, strings.TrimSpace(answer))
 }
 
 func renewCommand() command {

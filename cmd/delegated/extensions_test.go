@@ -118,7 +118,7 @@ type accountOutput struct {
 func runAccountAdd(t *testing.T, args ...string) accountOutput {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), append([]string{"account", "add"}, args...), &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), append([]string{"account", "add"}, args...), nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("account add: exit %d: %s", code, stderr.String())
 	}
 	if stderr.Len() > 0 {
@@ -223,7 +223,7 @@ func TestAccountAddBadFlags(t *testing.T) {
 		{"account", "add", "--config", cfgPath, "extra"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
+		if code := run(context.Background(), args, nil, &stdout, &stderr); code != 2 {
 			t.Errorf("%q: exit %d, want 2 (%s)", args, code, stderr.String())
 		}
 	}
@@ -337,7 +337,7 @@ func TestImportACMEDNS(t *testing.T) {
 
 	cfgPath := writeExtConfig(t, dir, "")
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", cfgPath}, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", cfgPath}, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("import: exit %d: %s%s", code, stdout.String(), stderr.String())
 	}
 	if got := strings.TrimSpace(stdout.String()); got != "imported 2 accounts (0 already present), 1 live values; skipped 0" {
@@ -345,7 +345,7 @@ func TestImportACMEDNS(t *testing.T) {
 	}
 	// Running it again changes nothing.
 	stdout.Reset()
-	if code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", cfgPath, "--values=false"}, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", cfgPath, "--values=false"}, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("second import: exit %d: %s", code, stderr.String())
 	}
 	if got := strings.TrimSpace(stdout.String()); got != "imported 0 accounts (2 already present), 0 live values; skipped 0" {
@@ -393,7 +393,7 @@ func TestImportWhileServing(t *testing.T) {
 		t.Fatalf("before the import: rcode %s, want NXDOMAIN", dns.RcodeToString[m.Rcode])
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", cfgPath}, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", cfgPath}, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("import: exit %d: %s%s", code, stdout.String(), stderr.String())
 	}
 	imported := time.Now()
@@ -419,7 +419,7 @@ func TestImportACMEDNSSkipsBadRows(t *testing.T) {
 		{"8e5700ea-a4bf-4ffe-8b7e-33d1a2a0bd5b", "abcdefghijABCDEFGHIJ0123456789-_abcdefgh", "0d0b9a0e-8c4c-4bd0-a8d1-4f3f0f9a7c55", `["10.0.0.0/8"]`},
 	}, nil, time.Now())
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", writeExtConfig(t, dir, "")}, &stdout, &stderr)
+	code := run(context.Background(), []string{"import-acme-dns", "--db", acmePath, "--config", writeExtConfig(t, dir, "")}, nil, &stdout, &stderr)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}

@@ -40,7 +40,8 @@ func usageError(format string, args ...any) error {
 	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
 }
 
-func commands() []command {
+// commands lists the verbs; stdin is read only by the verbs that ask.
+func commands(stdin io.Reader) []command {
 	return []command{
 		serveCommand(),
 		accountCommand(),
@@ -51,21 +52,21 @@ func commands() []command {
 		retryCommand(),
 		renewCommand(),
 		revokeCommand(),
-		deleteCommand(),
+		deleteCommand(stdin),
 		migrateCommand(),
 	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: tests call it.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmds := commands()
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmds := commands(stdin)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(stderr, cmds)
 		if len(args) == 0 {

@@ -54,7 +54,7 @@ func TestMigrateCommand(t *testing.T) {
 		{"second copy refused", []string{"migrate", "--from", src, "--to", dsn}, 1, nil, "already has"},
 	} {
 		var out, errb bytes.Buffer
-		code := run(ctx, tc.args, &out, &errb)
+		code := run(ctx, tc.args, nil, &out, &errb)
 		if code != tc.code {
 			t.Errorf("%s: exit %d, want %d\nstdout: %s\nstderr: %s", tc.name, code, tc.code, out.String(), errb.String())
 			continue

@@ -204,12 +204,23 @@ func TestIssuer(t *testing.T) {
 		}
 	}
 
-	// 8. Delete: files and stored material gone.
-	if out, code := s.CLI("delete", "--cert-name", "apex"); code == 0 {
-		t.Errorf("delete without --yes went ahead: %s", out)
+	// 8. Delete asks first: no answer (stdin closed) or "n" keeps the
+	// certificate; "y" deletes it, files and stored material.
+	out, code = s.CLI("delete", "--cert-name", "apex")
+	if code != 2 || !strings.Contains(out, "Delete certificate \"apex\" (example.test, *.example.test)?") || !strings.Contains(out, "repeat with --yes") {
+		t.Errorf("delete with stdin closed: exit %d, want 2 with the question and the way round it:\n%s", code, out)
 	}
-	if out, code := s.CLI("delete", "--cert-name", "apex", "--yes"); code != 0 {
-		t.Fatalf("delete: exit %d: %s", code, out)
+	out, code = s.CLIAnswering("n\n", "delete", "--cert-name", "apex")
+	if code != 1 || !strings.Contains(out, `not deleted: "apex" kept`) {
+		t.Errorf("delete answered n: exit %d, want 1:\n%s", code, out)
+	}
+	if _, err := os.Stat(apex.Paths.PrivKey); err != nil {
+		t.Fatalf("apex's key is gone after delete was refused: %v", err)
+	}
+	out, code = s.CLIAnswering("y\n", "delete", "--cert-name", "apex")
+	t.Logf("delegated delete --cert-name apex (answered y)\n%s", out)
+	if code != 0 {
+		t.Fatalf("delete answered y: exit %d", code)
 	}
 	if _, err := os.Stat(apex.Paths.Dir); !os.IsNotExist(err) {
 		t.Errorf("%s still exists after delete (%v)", apex.Paths.Dir, err)

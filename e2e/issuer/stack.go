@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -330,15 +331,28 @@ func (s *Stack) CLI(args ...string) (string, int) {
 	return RunCLI(s.t, s.Bin, s.Config, 2*time.Minute, args...)
 }
 
+// CLIAnswering is CLI with stdin reading answer, for verbs that ask.
+func (s *Stack) CLIAnswering(answer string, args ...string) (string, int) {
+	s.t.Helper()
+	return runCLI(s.t, s.Bin, s.Config, 2*time.Minute, strings.NewReader(answer), args...)
+}
+
 // RunCLI runs the delegated binary bin with verb args[0], --config config
 // and the rest of args, for at most timeout, and returns its combined output
 // and exit status. Failing to run it at all fails the test.
 func RunCLI(t testing.TB, bin, config string, timeout time.Duration, args ...string) (string, int) {
 	t.Helper()
+	return runCLI(t, bin, config, timeout, nil, args...)
+}
+
+// runCLI is RunCLI with stdin; nil is the null device, as for a cron job.
+func runCLI(t testing.TB, bin, config string, timeout time.Duration, stdin io.Reader, args ...string) (string, int) {
+	t.Helper()
 	full := append([]string{args[0], "--config", config}, args[1:]...)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, full...)
+	cmd.Stdin = stdin
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
