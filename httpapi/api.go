@@ -50,8 +50,9 @@ type Options struct {
 	// BcryptCost for new keys. Default 10 (acme-dns's, so imported hashes
 	// and new ones cost the same to check).
 	BcryptCost int
-	// BcryptConcurrency bounds simultaneous bcrypt computations so that a
-	// flood of wrong keys cannot take every core from the DNS server.
+	// BcryptConcurrency bounds simultaneous bcrypt computations on
+	// low-priority threads so that a flood of wrong keys cannot take every
+	// core from the DNS server; the starvation rescue adds one at most.
 	// Default: half the CPUs, at least 1.
 	BcryptConcurrency int
 	// CredentialCacheSize bounds the verified-credential cache. Default 100000.
@@ -177,6 +178,14 @@ func New(opts Options, st Store) (*API, error) {
 		return nil, err
 	}
 	a.auth = auth
+	rescued := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "delegated_bcrypt_rescued_total",
+		Help: "bcrypt computations run at the normal priority because the low-priority threads got no CPU (other processes saturate the machine).",
+	}, func() float64 { return float64(auth.bcrypt.rescued.Load()) })
+	if err := reg.Register(rescued); err != nil {
+		auth.bcrypt.close()
+		return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+	}
 	a.unsub = st.Subscribe(auth.forget)
 	a.router = a.routes()
 	return a, nil

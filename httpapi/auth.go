@@ -22,7 +22,7 @@ import (
 var errForbidden = errors.New("forbidden")
 
 // authenticator checks X-Api-User/X-Api-Key pairs. bcrypt runs on the
-// workers of a low-priority pool, at most one computation per worker; a
+// workers of a low-priority pool (see lowPriorityPool for its rescue); a
 // verified pair is remembered (as a SHA-256 of the key, never the key) so a
 // client updating again does not pay bcrypt again.
 type authenticator struct {
@@ -66,14 +66,18 @@ func newAuthenticator(st Store, cost, concurrency, cacheSize int) (*authenticato
 
 // hash bcrypts a new key on a pool worker.
 func (a *authenticator) hash(ctx context.Context, key string) (string, error) {
-	var (
+	type hashed struct {
 		h   []byte
 		err error
-	)
-	if poolErr := a.bcrypt.run(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(key), a.cost) }); poolErr != nil {
-		return "", poolErr
 	}
-	return string(h), err
+	r, err := runPool(ctx, a.bcrypt, func() hashed {
+		h, err := bcrypt.GenerateFromPassword([]byte(key), a.cost)
+		return hashed{h, err}
+	})
+	if err != nil {
+		return "", err
+	}
+	return string(r.h), r.err
 }
 
 // verify returns the account whose credentials these are, or errForbidden.
@@ -95,10 +99,10 @@ func (a *authenticator) verify(ctx context.Context, username, key string) (store
 	case err != nil:
 		return store.Account{}, err
 	}
-	var match bool
-	if poolErr := a.bcrypt.run(ctx, func() {
-		match = bcrypt.CompareHashAndPassword(hash, []byte(key)) == nil
-	}); poolErr != nil {
+	match, poolErr := runPool(ctx, a.bcrypt, func() bool {
+		return bcrypt.CompareHashAndPassword(hash, []byte(key)) == nil
+	})
+	if poolErr != nil {
 		return store.Account{}, poolErr
 	}
 	if err != nil || !match {

@@ -10,8 +10,8 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -469,21 +469,20 @@ func TestWarmUpdateSkipsBcrypt(t *testing.T) {
 	if !cached {
 		t.Fatal("verified credential not cached")
 	}
-	// Occupy every bcrypt worker: a warm update must not need one.
+	// Occupy every bcrypt worker, the rescue included: a warm update must
+	// not need one.
+	e.api.auth.bcrypt.stallAfter = time.Hour
 	release := make(chan struct{})
-	var busy sync.WaitGroup
+	var busy []<-chan error
 	for range e.api.auth.bcrypt.size {
-		busy.Add(1)
-		started := make(chan struct{})
-		go func() {
-			defer busy.Done()
-			_ = e.api.auth.bcrypt.run(context.Background(), func() { close(started); <-release })
-		}()
-		<-started
+		busy = append(busy, hold(e.api.auth.bcrypt, release))
 	}
+	busy = append(busy, holdRescue(e.api.auth.bcrypt, release))
 	status, body := e.update(t, r, txtValue(2))
 	close(release)
-	busy.Wait()
+	for _, done := range busy {
+		<-done
+	}
 	if status != 200 {
 		t.Fatalf("warm update: %d %s", status, body)
 	}

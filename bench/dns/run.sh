@@ -6,6 +6,10 @@
 #   FLOOD=1 bash bench/dns/run.sh 1000              also: DNS p99 idle vs
 #                                                   under a wrong-key /update flood
 #   DNSPERF_ARGS="-c 2 -q 200" bash bench/dns/run.sh  other client settings
+#   FLOOD=1 HOG=1 bash bench/dns/run.sh 1000 1 1     the flood pairs with a
+#                                                   normal-priority CPU hog
+#                                                   beside the server all along
+#                                                   (another tenant's work)
 #
 # Prints per-run QPS, medians, the ratio delegated/Knot, server CPU µs per
 # query (utime+stime from /proc/<pid>/stat), RSS and delegated's start-up
@@ -17,6 +21,7 @@ N=${1:-1000}
 DUR=${2:-10}
 RUNS=${3:-3}
 FLOOD=${FLOOD:-0}
+HOG=${HOG:-0}
 # dnsperf's own defaults (one client, 100 outstanding): enough to saturate a
 # one-core server without overflowing its socket buffer, so "lost" stays at
 # zero and a run measures capacity, not 2-second timeouts.
@@ -110,6 +115,13 @@ echo "delegated RSS after runs: $D_RSS MB"
 
 if [ "$FLOOD" = 1 ]; then
 	echo "== DNS latency at a fixed 20000 qps: idle vs during a wrong-key /update flood, 3 alternating pairs of 5 s"
+	if [ "$HOG" = 1 ]; then
+		# Another process's busy loop on the server's CPU, at normal
+		# priority: bcrypt (SCHED_IDLE) then gets almost no CPU at all.
+		taskset -c 0 sh -c 'while :; do :; done' &
+		HOGPID=$!; PIDS+=("$HOGPID")
+		echo "CPU hog beside the server: pid $HOGPID"
+	fi
 	# The flood client runs on CPU 1 beside dnsperf: it competes with the
 	# client, not the server; delegated's bcrypt runs on CPU 0 with its DNS.
 	for r in 1 2 3; do
@@ -125,6 +137,7 @@ if [ "$FLOOD" = 1 ]; then
 		wait "$FPID" || true
 		sed 's/^/        /' "$WORK/flood.out"
 	done
+	if [ "$HOG" = 1 ]; then kill "$HOGPID" 2>/dev/null || true; fi
 	IDLE99=$(median <"$WORK/idle.p99"); FLOOD99=$(median <"$WORK/flood.p99")
 	printf 'median p99: idle %s ms, flood %s ms, ratio %.2f\n' "$IDLE99" "$FLOOD99" "$(echo "$FLOOD99 / $IDLE99" | bc -l)"
 fi
