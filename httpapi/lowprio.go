@@ -161,12 +161,8 @@ func runPool[T any](ctx context.Context, p *lowPriorityPool, fn func() T) (T, er
 			return r, nil
 		case <-stall.C:
 			if !rescued && p.starved() {
-				if !handed {
-					// The lowered workers are all held up: only the rescue
-					// will run it.
-					handed = true
-				}
-				rescued = true
+				// No more offers to the lowered workers: they are held up.
+				handed, rescued = true, true
 				select {
 				case p.rescue <- j:
 				case r := <-results:
