@@ -456,49 +456,60 @@ func (i *Issuer) freshConnections() {
 	i.httpClient.CloseIdleConnections()
 }
 
-// trigger asks the CA to validate a challenge. After a lost answer the
-// challenge may already be under validation, and triggering it again would
-// be refused, so its authorization is read first.
-func (i *Issuer) trigger(ctx context.Context, core *api.Core, authzURL, chalURL string) error {
+// retrySending is retryCA for a request that changes the CA's state. After
+// a lost answer the CA may have acted on it anyway, and the same request
+// sent again would then be refused, so applied reads first whether it did.
+func (i *Issuer) retrySending(ctx context.Context, what string, applied func() (bool, error), send func() error) error {
 	sent := false
-	return i.retryCA(ctx, "trigger challenge", func() error {
+	return i.retryCA(ctx, what, func() error {
 		if sent {
-			a, err := core.Authorizations.Get(authzURL)
+			done, err := applied()
 			if err != nil {
 				return err
 			}
-			for _, c := range a.Challenges {
-				if c.URL == chalURL && c.Status != acme.StatusPending {
-					return nil
-				}
-			}
-		}
-		sent = true
-		_, err := core.Challenges.New(chalURL)
-		return err
-	})
-}
-
-// finalize sends the CSR. After a lost answer the CA may have finalized
-// anyway, and a CSR sent to an order no longer ready is refused
-// (orderNotReady), so the order's status is read first.
-func (i *Issuer) finalize(ctx context.Context, core *api.Core, order acme.ExtendedOrder, csr []byte) error {
-	sent := false
-	return i.retryCA(ctx, "finalize", func() error {
-		if sent {
-			o, err := core.Orders.Get(order.Location)
-			if err != nil {
-				return err
-			}
-			if o.Status == acme.StatusProcessing || o.Status == acme.StatusValid {
-				i.log.Info("lost finalize answer had been acted on", "order", order.Location, "order_status", o.Status)
+			if done {
+				i.log.Info("lost "+what+" answer had been acted on", "step", what)
 				return nil
 			}
 		}
 		sent = true
-		_, err := core.Orders.UpdateForCSR(order.Finalize, csr)
-		return err
+		return send()
 	})
+}
+
+// trigger asks the CA to validate a challenge; a challenge no longer
+// pending was triggered.
+func (i *Issuer) trigger(ctx context.Context, core *api.Core, authzURL, chalURL string) error {
+	return i.retrySending(ctx, "trigger challenge",
+		func() (bool, error) {
+			a, err := core.Authorizations.Get(authzURL)
+			if err != nil {
+				return false, err
+			}
+			for _, c := range a.Challenges {
+				if c.URL == chalURL && c.Status != acme.StatusPending {
+					return true, nil
+				}
+			}
+			return false, nil
+		},
+		func() error {
+			_, err := core.Challenges.New(chalURL)
+			return err
+		})
+}
+
+// finalize sends the CSR; an order processing or valid was finalized.
+func (i *Issuer) finalize(ctx context.Context, core *api.Core, order acme.ExtendedOrder, csr []byte) error {
+	return i.retrySending(ctx, "finalize",
+		func() (bool, error) {
+			o, err := core.Orders.Get(order.Location)
+			return o.Status == acme.StatusProcessing || o.Status == acme.StatusValid, err
+		},
+		func() error {
+			_, err := core.Orders.UpdateForCSR(order.Finalize, csr)
+			return err
+		})
 }
 
 // revoke revokes a certificate at the CA with an RFC 5280 reason code.

@@ -44,26 +44,40 @@ type follower struct {
 // startFollower listens before returning, so a store that opens follows
 // from the start; later failures are retried in the background.
 func startFollower(ctx context.Context, s *Store, dsn, channel string) (*follower, error) {
-	f := &follower{s: s, dsn: dsn, channel: channel, own: map[int64]bool{}, acked: make(chan struct{}, 1)}
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&f.applied); err != nil {
-		return nil, fmt.Errorf("store: follow changes: %w", err)
+	f, err := newFollower(ctx, s)
+	if err != nil {
+		return nil, err
 	}
+	f.dsn, f.channel = dsn, channel
 	conn, err := f.listen(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: follow changes: %w", err)
 	}
+	f.start(func(ctx context.Context) { f.run(ctx, conn) }, f.heartbeat)
+	return f, nil
+}
+
+// newFollower starts from the newest change already in the store: the
+// store's own load covered everything before it.
+func newFollower(ctx context.Context, s *Store) (*follower, error) {
+	f := &follower{s: s, own: map[int64]bool{}, acked: make(chan struct{}, 1)}
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&f.applied); err != nil {
+		return nil, fmt.Errorf("store: follow changes: %w", err)
+	}
+	return f, nil
+}
+
+// start runs loops in the background until stop.
+func (f *follower) start(loops ...func(context.Context)) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	f.done.Add(2)
-	go func() {
-		defer f.done.Done()
-		f.run(runCtx, conn)
-	}()
-	go func() {
-		defer f.done.Done()
-		f.heartbeat(runCtx)
-	}()
-	return f, nil
+	for _, loop := range loops {
+		f.done.Add(1)
+		go func() {
+			defer f.done.Done()
+			loop(runCtx)
+		}()
+	}
 }
 
 func (f *follower) stop() {
@@ -83,17 +97,11 @@ func (f *follower) stop() {
 // PollInterval: one indexed read when nothing changed. It has no channel,
 // dsn or heartbeat.
 func startPoller(ctx context.Context, s *Store) (*follower, error) {
-	f := &follower{s: s, own: map[int64]bool{}, acked: make(chan struct{}, 1)}
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&f.applied); err != nil {
-		return nil, fmt.Errorf("store: follow changes: %w", err)
+	f, err := newFollower(ctx, s)
+	if err != nil {
+		return nil, err
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	f.cancel = cancel
-	f.done.Add(1)
-	go func() {
-		defer f.done.Done()
-		f.poll(runCtx)
-	}()
+	f.start(f.poll)
 	return f, nil
 }
 

@@ -162,7 +162,7 @@ func blockedGoroutines(dump string, maxLines int) string {
 			continue
 		}
 		total++
-		if !strings.Contains(header, " minutes]") && !strings.Contains(header, " minute]") {
+		if !strings.Contains(header, " minutes]") { // the runtime writes "1 minutes" too
 			continue
 		}
 		n := strings.Count(block, "\n") + 1
