@@ -13,7 +13,7 @@ import (
 // Versions the harness and .ci/run are written against. Newer releases may
 // change flags or config keys, so CI installs exactly these.
 const (
-	PebbleVersion = "v2.10.1"
+	PebbleVersion = "v2.10.3"
 	LegoVersion   = "v4.35.2"
 )
 
