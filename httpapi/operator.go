@@ -24,7 +24,7 @@ import (
 type Issuer interface {
 	// Issue records a request; started reports whether an attempt began,
 	// whose progress Watch then delivers.
-	Issue(ctx context.Context, name string, domains []string) (payload any, started bool, err error)
+	Issue(ctx context.Context, req IssueRequest) (payload any, started bool, err error)
 	Certificates(ctx context.Context) (any, error)
 	Certificate(ctx context.Context, name string) (any, error)
 	Delegation(ctx context.Context, name string) (any, error)
@@ -210,10 +210,19 @@ func (o *Operator) Shutdown(ctx context.Context) error {
 }
 
 type issueRequest struct {
-	Name    string   `json:"name"`
-	Domains []string `json:"domains"`
+	IssueRequest
 	// Wait streams progress (NDJSON) until the attempt ends.
 	Wait bool `json:"wait"`
+}
+
+// IssueRequest asks for a certificate. Challenge ("dns-01",
+// "dns-account-01", "dns-persist-01") and Profile (an ACME profile name)
+// are optional; the issuer's configuration supplies the defaults.
+type IssueRequest struct {
+	Name      string   `json:"name"`
+	Domains   []string `json:"domains"`
+	Challenge string   `json:"challenge,omitempty"`
+	Profile   string   `json:"profile,omitempty"`
 }
 
 func (o *Operator) list(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -252,8 +261,8 @@ func (o *Operator) issue(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	if !o.decode(w, r, &req) {
 		return
 	}
-	name := strings.TrimSpace(req.Name)
-	o.run(w, r, name, req.Wait, func() (any, bool, error) { return o.iss.Issue(r.Context(), name, req.Domains) })
+	req.Name = strings.TrimSpace(req.Name)
+	o.run(w, r, req.Name, req.Wait, func() (any, bool, error) { return o.iss.Issue(r.Context(), req.IssueRequest) })
 }
 
 func (o *Operator) retry(w http.ResponseWriter, r *http.Request, p httprouter.Params) {

@@ -44,7 +44,7 @@ func (i *Issuer) core(ctx context.Context) (*api.Core, error) {
 		if err != nil {
 			return nil, fmt.Errorf("acme: directory %s: %w", i.opts.Directory, err)
 		}
-		i.acmeCore = c
+		i.acmeCore, i.acmeAccount = c, acct.URI
 		return c, nil
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
@@ -75,7 +75,7 @@ func (i *Issuer) core(ctx context.Context) (*api.Core, error) {
 		return nil, err
 	}
 	i.log.Info("acme account registered", "directory", i.opts.Directory, "email", i.opts.Email, "uri", ext.Location)
-	i.acmeCore = c
+	i.acmeCore, i.acmeAccount = c, ext.Location
 	return c, nil
 }
 
@@ -98,13 +98,14 @@ type inFlight struct {
 	keyPEM string
 }
 
-// obtain runs one ACME order for domains: all authorizations are solved at
+// obtain runs one ACME order for o: all authorizations are solved at
 // once (each value is served by our zone the moment it is stored, so there
 // is no propagation wait) and polled with short, growing intervals. prev
 // resumes an interrupted order; save records the order's state before each
 // step that would be lost in a restart. replaces is the ARI identifier of
 // the certificate being renewed, or "".
-func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, replaces string, save func(inFlight) error, emit func(Event)) (*issued, error) {
+func (i *Issuer) obtain(ctx context.Context, o orderSpec, prev inFlight, replaces string, save func(inFlight) error, emit func(Event)) (*issued, error) {
+	domains := o.domains
 	core, err := i.core(ctx)
 	if err != nil {
 		return nil, err
@@ -115,10 +116,17 @@ func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, re
 		emit(Event{Step: StepOrder, OK: true, Detail: fmt.Sprintf("%s resumed (%s)", order.Location, order.Status)})
 	} else {
 		prev = inFlight{}
+		// The CA may have dropped the profile since the request: say so
+		// before ordering rather than relay its refusal.
+		if o.profile != "" {
+			if err := profileOffered(core.GetDirectory().Meta.Profiles, o.profile, i.opts.Directory); err != nil {
+				return nil, err
+			}
+		}
 		// A lost answer here leaves an unused order at the CA, which
 		// expires on its own: cheaper than failing the attempt.
 		err = i.retryCA(ctx, "new order", func() (err error) {
-			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces})
+			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces, Profile: o.profile})
 			return err
 		})
 		if err != nil && replaces != "" {
@@ -126,7 +134,7 @@ func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, re
 			// that cannot match the old certificate (Pebble fails on some
 			// serials) must not block the renewal.
 			i.log.Warn("order as ARI replacement refused; ordering without it", "replaces", replaces, "err", err)
-			order, err = core.Orders.New(domains)
+			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{Profile: o.profile})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("new order: %w", err)
@@ -140,7 +148,7 @@ func (i *Issuer) obtain(ctx context.Context, domains []string, prev inFlight, re
 	var key crypto.PrivateKey
 	switch order.Status {
 	case acme.StatusPending, acme.StatusReady:
-		if err := i.solveAll(ctx, core, order.Authorizations, emit); err != nil {
+		if err := i.solveAll(ctx, core, order.Authorizations, o, emit); err != nil {
 			return nil, err
 		}
 		if key, err = certcrypto.GeneratePrivateKey(certcrypto.KeyType(i.opts.KeyType)); err != nil {
@@ -263,13 +271,10 @@ func chainIssuedBy(bundle []byte, cn string) bool {
 
 // solveAll presents every authorization's value, then triggers and polls
 // them concurrently. Values are removed afterwards even when ctx ended.
-func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []string, emit func(Event)) error {
-	type solved struct {
-		domain, keyAuth string
-	}
+func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []string, o orderSpec, emit func(Event)) error {
 	var (
 		mu      sync.Mutex
-		present []solved
+		present []solution
 	)
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -304,25 +309,15 @@ func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []strin
 					emit(Event{Step: StepAuthorization, OK: true, Detail: domain + " already valid"})
 					return nil
 				}
-				var chal *acme.Challenge
-				for k := range authz.Challenges {
-					if authz.Challenges[k].Type == "dns-01" {
-						chal = &authz.Challenges[k]
-					}
-				}
-				if chal == nil {
-					return fmt.Errorf("authorization %s: the CA offers no dns-01 challenge", domain)
-				}
-				keyAuth, err := core.GetKeyAuthorization(chal.Token)
+				chal, sol, err := i.present(ctx, core, u, authz, domain, o.method, o.domains)
 				if err != nil {
 					return fmt.Errorf("authorization %s: %w", domain, err)
 				}
-				if err := i.solver.PresentContext(ctx, domain, keyAuth); err != nil {
-					return fmt.Errorf("authorization %s: %w", domain, err)
+				if sol != nil {
+					mu.Lock()
+					present = append(present, *sol)
+					mu.Unlock()
 				}
-				mu.Lock()
-				present = append(present, solved{domain, keyAuth})
-				mu.Unlock()
 				// A resumed order's challenge may already be under
 				// validation: triggering it again is an error, and the
 				// value just presented again is what the CA reads.

@@ -44,6 +44,7 @@ type Store interface {
 	ACMEAccountFor(ctx context.Context, directory, email string) (store.ACMEAccount, error)
 	SaveACMEAccount(ctx context.Context, a store.ACMEAccount) error
 	Leaser
+	persistStore
 }
 
 // Solver presents and removes DNS-01 values; providers.Local is the one the
@@ -72,6 +73,12 @@ type Options struct {
 	// PreferredChain is the common name of the root the chain should end
 	// at, when the CA offers alternates.
 	PreferredChain string
+	// Challenge is the validation method of requests that name none:
+	// dns-01 (default), dns-account-01 or dns-persist-01 (challenges.go).
+	Challenge string
+	// Profile is the ACME profile of requests that name none; "" lets the
+	// CA choose (profile.go).
+	Profile string
 	// Resolvers are host:port recursive resolvers for the delegation
 	// check. Required (cmd fills the system's by default).
 	Resolvers []string
@@ -120,6 +127,11 @@ type Issuer struct {
 
 	coreMu   sync.Mutex
 	acmeCore *api.Core
+	// acmeAccount is the account URL of acmeCore (dns-account-01 labels,
+	// dns-persist-01 records).
+	acmeAccount string
+	// tap lets the issuer read ACME fields lego drops (tap.go).
+	tap *bodyTap
 
 	// runCtx outlives API requests: an attempt continues when the client
 	// that asked for it disconnects.
@@ -152,6 +164,9 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
 	opts.KeyType = string(kt)
+	if opts.Challenge, err = ParseChallenge(opts.Challenge); err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
 	if len(opts.Resolvers) == 0 {
 		return nil, errors.New("issuer: no resolvers for the delegation check")
 	}
@@ -189,15 +204,17 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 	if opts.CARoots != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: opts.CARoots, MinVersion: tls.VersionTLS12}
 	}
+	tap := newBodyTap(tr)
 	runCtx, stop := context.WithCancel(context.Background())
 	return &Issuer{
+		tap:    tap,
 		opts:   opts,
 		store:  st,
 		solver: solver,
 		checker: &checker{resolvers: opts.Resolvers, timeout: opts.ResolverTimeout,
 			authoritative: !opts.SkipAuthoritative, authPort: opts.AuthoritativePort},
 		log:        opts.Logger.With("component", "issuer"),
-		httpClient: &http.Client{Timeout: 30 * time.Second, Transport: tr},
+		httpClient: &http.Client{Timeout: 30 * time.Second, Transport: tap},
 		runCtx:     runCtx,
 		stopRun:    stop,
 		wake:       make(chan struct{}, 1),
@@ -223,6 +240,10 @@ type Cert struct {
 	// RenewAt is the chosen renewal moment of an active certificate.
 	RenewAt time.Time `json:"renew_at,omitzero"`
 	Paths   Paths     `json:"paths"`
+	// Challenge is the validation method; Profile the ACME profile asked
+	// for ("" when the CA chooses).
+	Challenge string `json:"challenge"`
+	Profile   string `json:"profile,omitempty"`
 	// Delegations are the records to create and, after a check, their state.
 	Delegations []Delegation `json:"delegations,omitempty"`
 }
@@ -232,6 +253,7 @@ func (i *Issuer) view(c store.Certificate) Cert {
 		Name: c.Name, Domains: c.Domains, Status: Status(c.Status), LastError: c.LastError,
 		Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 		NextAttempt: c.NextAttempt, Attempts: c.Attempts, RenewAt: c.RenewAt, Paths: pathsFor(i.opts.DeployDir, c.Name),
+		Challenge: methodOf(c), Profile: c.Profile,
 	}
 	if !c.NotAfter.IsZero() {
 		v.DaysLeft = int(c.NotAfter.Sub(i.opts.Now()).Hours() / 24)
@@ -249,6 +271,10 @@ var ErrInvalid = errors.New("invalid request")
 type Request struct {
 	Name    string   `json:"name"`
 	Domains []string `json:"domains"`
+	// Challenge and Profile default to Options.Challenge and
+	// Options.Profile.
+	Challenge string `json:"challenge,omitempty"`
+	Profile   string `json:"profile,omitempty"`
 }
 
 // Issue records the request, assigns challenge subdomains, checks the
@@ -260,7 +286,11 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 	if err != nil {
 		return Cert{}, err
 	}
-	dels, err := i.assign(ctx, domains)
+	method, profile, err := i.requestOptions(ctx, req)
+	if err != nil {
+		return Cert{}, err
+	}
+	dels, err := i.assignFor(ctx, domains, method)
 	if err != nil {
 		return Cert{}, err
 	}
@@ -268,7 +298,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		// An attempt is in flight: for the same domains the caller may
 		// follow it; a change must wait until it ends.
 		c, err := i.store.CertificateByName(ctx, name)
-		if err != nil || !slices.Equal(c.Domains, domains) {
+		if err != nil || !sameRequest(c, domains, method, profile) {
 			return Cert{}, errBusy(name)
 		}
 		v := i.view(c)
@@ -287,19 +317,26 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		c = store.Certificate{Name: name, Domains: domains}
 	case err != nil:
 		return Cert{}, err
-	case slices.Equal(c.Domains, domains) && Status(c.Status) == StatusActive:
+	case sameRequest(c, domains, method, profile) && Status(c.Status) == StatusActive:
 		v := i.view(c)
 		v.Delegations = dels
 		return v, nil
 	}
 	// A changed domain list keeps the old material (still deployed) until
 	// the new certificate exists.
+	prev := c
 	c.Domains = domains
+	c.Challenge, c.Profile = method, profile
 	c.Attempts = 0
 	c.NextAttempt = time.Time{}
 	i.checkDelegations(ctx, dels)
 	if err := i.applyDelegation(ctx, &c, dels); err != nil {
 		return Cert{}, err
+	}
+	if methodOf(prev) == ChallengeDNSPersist01 {
+		if err := i.syncPersist(ctx, prev.Domains); err != nil {
+			i.log.Warn("updating dns-persist-01 records failed", "cert", name, "err", err)
+		}
 	}
 	launched = i.proceed(c)
 	v := i.view(c)
@@ -531,7 +568,7 @@ func (i *Issuer) Delegation(ctx context.Context, name string) ([]Cert, error) {
 // recheck checks c's delegation and, when c was pending and is now
 // delegated, moves it to processing and starts the order.
 func (i *Issuer) recheck(ctx context.Context, c store.Certificate) ([]Delegation, error) {
-	dels, err := i.assign(ctx, c.Domains)
+	dels, err := i.assignFor(ctx, c.Domains, methodOf(c))
 	if err != nil {
 		return nil, err
 	}
@@ -738,7 +775,7 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 		c.OrderURL, c.OrderKeyPEM = f.orderURL, f.keyPEM
 		return i.saveHolding(ctx, c)
 	}
-	res, err := i.obtain(ctx, c.Domains, inFlight{orderURL: c.OrderURL, keyPEM: c.OrderKeyPEM}, replacesID(c.CertPEM, c.Domains), save, emit)
+	res, err := i.obtain(ctx, orderSpec{domains: c.Domains, method: methodOf(c), profile: c.Profile}, inFlight{orderURL: c.OrderURL, keyPEM: c.OrderKeyPEM}, replacesID(c.CertPEM, c.Domains), save, emit)
 	// Whatever happens next, this order is over unless a shutdown
 	// interrupted it.
 	if err == nil || ctx.Err() == nil {
@@ -891,7 +928,7 @@ func (i *Issuer) Retry(ctx context.Context, name string) (Cert, error) {
 		return i.view(c), nil
 	}
 	c.Status, c.Attempts, c.NextAttempt = string(StatusPendingDelegation), 0, time.Time{}
-	dels, err := i.assign(ctx, c.Domains)
+	dels, err := i.assignFor(ctx, c.Domains, methodOf(c))
 	if err != nil {
 		return Cert{}, err
 	}
@@ -970,6 +1007,9 @@ func (i *Issuer) Delete(ctx context.Context, name string) error {
 		return err
 	}
 	if err := i.releaseBaseNames(ctx, c.Domains); err != nil {
+		return err
+	}
+	if err := i.syncPersist(ctx, c.Domains); err != nil {
 		return err
 	}
 	i.log.Info("certificate deleted", "cert", name)

@@ -109,5 +109,13 @@ func migrations() []migration {
 				expires_at BIGINT NOT NULL
 			);`,
 		},
+		{
+			// The issuer's validation method and ACME profile of each
+			// certificate (issuer/challenges.go, issuer/profile.go); ''
+			// keeps older rows on dns-01 and the CA's default profile.
+			Name: "certificate challenge method and profile",
+			SQLite: `ALTER TABLE certificates ADD COLUMN challenge TEXT NOT NULL DEFAULT '';
+			ALTER TABLE certificates ADD COLUMN profile TEXT NOT NULL DEFAULT '';`,
+		},
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -58,12 +57,8 @@ func (s *Store) addValue(ctx context.Context, subdomain, txt string, confirm boo
 	// Wait outside the lock: other writes need not queue behind the
 	// confirmation of this one.
 	s.writeMu.Unlock()
-	if confirm && s.notifies() {
-		if err := s.notify(ctx, s.db, confirmRequest+strconv.FormatInt(st.Version, 10)); err != nil {
-			// The instances still record it with their next heartbeat.
-			s.log.Debug("asking instances to confirm at once failed", "err", err)
-		}
-		s.waitConfirmed(ctx, st.Version)
+	if confirm {
+		s.confirmEverywhere(ctx, st.Version)
 	}
 	return nil
 }

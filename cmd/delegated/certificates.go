@@ -49,6 +49,10 @@ func certificatesCommand() command {
 			fmt.Fprintf(stdout, "Certificate Name: %s\n", c.Name)
 			fmt.Fprintf(stdout, "  Domains: %s\n", strings.Join(c.Domains, " "))
 			fmt.Fprintf(stdout, "  Status: %s\n", c.Status)
+			fmt.Fprintf(stdout, "  Challenge: %s\n", c.Challenge)
+			if c.Profile != "" {
+				fmt.Fprintf(stdout, "  Profile: %s\n", c.Profile)
+			}
 			if c.LastError != "" {
 				fmt.Fprintf(stdout, "  Last error: %s\n", strings.ReplaceAll(c.LastError, "\n", "\n    "))
 			}

@@ -83,6 +83,8 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 		EABKID:            ic.EABKID,
 		EABHMAC:           hmac,
 		PreferredChain:    ic.PreferredChain,
+		Challenge:         ic.Challenge,
+		Profile:           ic.Profile,
 		Resolvers:         resolvers,
 		SkipAuthoritative: !*ic.CheckAuthoritative,
 		AuthoritativePort: strconv.Itoa(ic.AuthoritativePort),
@@ -174,8 +176,8 @@ func mapErr(err error) error {
 	return err
 }
 
-func (a issuerAdapter) Issue(ctx context.Context, name string, domains []string) (any, bool, error) {
-	c, err := a.iss.Issue(ctx, issuer.Request{Name: name, Domains: domains})
+func (a issuerAdapter) Issue(ctx context.Context, req httpapi.IssueRequest) (any, bool, error) {
+	c, err := a.iss.Issue(ctx, issuer.Request{Name: req.Name, Domains: req.Domains, Challenge: req.Challenge, Profile: req.Profile})
 	return c, err == nil && c.Status == issuer.StatusProcessing, mapErr(err)
 }
 

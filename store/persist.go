@@ -1,0 +1,64 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// persistentExpiry is the expires_at of a value that never expires: the
+// expiry sweep and the live-value filter compare against it like any other.
+const persistentExpiry = math.MaxInt64
+
+// SetPersistentValue makes txt the only value of subdomain, one that never
+// expires (it outlives [values] lifetime) until ClearValues or the
+// account's deletion removes it. The issuer publishes dns-persist-01
+// records this way: the CA may read the record at any time while the
+// certificate exists. Like AddValueEverywhere it returns once every
+// instance serving the zone answers the value. Setting the value already
+// there changes nothing. ErrNotFound when no account owns subdomain.
+func (s *Store) SetPersistentValue(ctx context.Context, subdomain, txt string) error {
+	now := s.opts.Now()
+	s.writeMu.Lock()
+	var current []string
+	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+		var err error
+		if current, err = s.liveValues(ctx, tx, subdomain, now); err != nil {
+			return err
+		}
+		if len(current) == 1 && current[0] == txt {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ?`), subdomain); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.dialect.rebind(
+			`INSERT INTO txt_values (subdomain, value, created_at, expires_at) VALUES (?, ?, ?, ?)`),
+			subdomain, txt, now.UnixNano(), int64(persistentExpiry))
+		return err
+	})
+	if err != nil {
+		s.writeMu.Unlock()
+		return fmt.Errorf("store: set persistent value of %s: %w", subdomain, err)
+	}
+	s.publish(st)
+	s.writeMu.Unlock()
+	s.confirmEverywhere(ctx, st.Version)
+	return nil
+}
+
+// confirmEverywhere waits, on PostgreSQL, until every live instance has
+// applied the change numbered version (at most ConfirmTimeout), asking them
+// to confirm at once rather than at their next heartbeat.
+func (s *Store) confirmEverywhere(ctx context.Context, version int64) {
+	if !s.notifies() {
+		return
+	}
+	if err := s.notify(ctx, s.db, confirmRequest+strconv.FormatInt(version, 10)); err != nil {
+		// The instances still record it with their next heartbeat.
+		s.log.Debug("asking instances to confirm at once failed", "err", err)
+	}
+	s.waitConfirmed(ctx, version)
+}
