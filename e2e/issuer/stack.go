@@ -202,12 +202,18 @@ type DaemonConfig struct {
 	DelegationRecheck string
 	// IssuerExtra is appended to [issuer] verbatim.
 	IssuerExtra string
+	// Zone is the daemon's zone; "" means Zone.
+	Zone string
 }
 
 // TOML renders the configuration file.
 func (c DaemonConfig) TOML() string {
+	zone := c.Zone
+	if zone == "" {
+		zone = Zone
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "[zone]\ndomain = %q\nnsname = %q\nrecords = [\"%s. A 127.0.0.1\"]\n\n", Zone, Zone, Zone)
+	fmt.Fprintf(&b, "[zone]\ndomain = %q\nnsname = %q\nrecords = [\"%s. A 127.0.0.1\"]\n\n", zone, zone, zone)
 	fmt.Fprintf(&b, "[dns]\nlisten = [%q]\n\n[api]\nlisten = [%q]\n\n", c.DNS, c.API)
 	b.WriteString("[store]\n")
 	if c.StoreDriver != "" {
@@ -373,6 +379,8 @@ type Cert struct {
 	Status    string   `json:"status"`
 	LastError string   `json:"last_error"`
 	Serial    string   `json:"serial"`
+	Challenge string   `json:"challenge"`
+	Profile   string   `json:"profile"`
 	Paths     struct {
 		Dir, Cert, Chain, FullChain, PrivKey string
 	} `json:"paths"`
