@@ -348,7 +348,7 @@ func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []strin
 					emit(Event{Step: StepAuthorization, Detail: domain, Error: err.Error()})
 					return fmt.Errorf("authorization %s: %w", domain, err)
 				}
-				emit(Event{Step: StepAuthorization, OK: true, Detail: fmt.Sprintf("%s valid (%s)", domain, time.Since(started).Round(time.Millisecond))})
+				emit(Event{Step: StepAuthorization, OK: true, Detail: fmt.Sprintf("%s valid (%s, %s)", domain, o.method, time.Since(started).Round(time.Millisecond))})
 				return nil
 			}()
 		}()

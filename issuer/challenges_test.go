@@ -1,12 +1,15 @@
 package issuer
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/go-acme/lego/v4/acme"
 )
 
 // The example of draft-ietf-acme-dns-account-label (section 3.2): account
@@ -131,4 +134,48 @@ func TestBodyTap(t *testing.T) {
 		t.Errorf("tap keeps state after take: %v %v", tap.bodies, tap.watched)
 	}
 	cl.CloseIdleConnections()
+}
+
+// A CA that does not offer the chosen method gets an error naming the
+// method, the domain and what it does offer, before anything is placed.
+func TestPresentMethodNotOffered(t *testing.T) {
+	i := &Issuer{}
+	authz := acme.Authorization{
+		Identifier: acme.Identifier{Type: "dns", Value: "example.com"},
+		Challenges: []acme.Challenge{{Type: "http-01"}, {Type: "dns-01"}},
+	}
+	_, sol, err := i.present(context.Background(), nil, "https://ca/authz/1", authz, "example.com", ChallengeDNSAccount01, []string{"example.com"})
+	want := "the CA does not offer dns-account-01 for example.com (it offers http-01, dns-01); choose one of those with --challenge or [issuer] challenge"
+	if err == nil || err.Error() != want || sol != nil {
+		t.Errorf("got %v, %v; want %q", sol, err, want)
+	}
+}
+
+// persistParts reads back what PersistValue writes, for any issuer name
+// and account URL an RFC 8659 value may hold (printable ASCII without
+// ';', and no '=' in the issuer name). testdata keeps a control character
+// the fuzzer found, which no such value holds.
+func FuzzPersistRoundTrip(f *testing.F) {
+	f.Add("letsencrypt.org", "https://acme-v02.api.letsencrypt.org/acme/acct/1", true)
+	f.Add("pebble.letsencrypt.org", "https://127.0.0.1:14000/my-account/1", false)
+	f.Fuzz(func(t *testing.T, issuerName, account string, wildcard bool) {
+		if issuerName == "" || !rfc8659Value(issuerName) || strings.Contains(issuerName, "=") || !rfc8659Value(account) {
+			t.Skip()
+		}
+		i, a, w := persistParts(PersistValue(issuerName, account, wildcard))
+		if i != issuerName || a != account || w != wildcard {
+			t.Errorf("round trip of %q %q %v gave %q %q %v", issuerName, account, wildcard, i, a, w)
+		}
+	})
+}
+
+// rfc8659Value reports whether s is made of the characters an RFC 8659
+// parameter value allows: printable ASCII except ';'.
+func rfc8659Value(s string) bool {
+	for _, r := range s {
+		if r < 0x21 || r > 0x7e || r == ';' {
+			return false
+		}
+	}
+	return true
 }
