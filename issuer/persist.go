@@ -63,13 +63,7 @@ func persistParts(v string) (issuerDomain, accountURI string, wildcard bool) {
 // creating each base name's persist subdomain when it has none.
 func (i *Issuer) assignPersist(ctx context.Context, domains []string) ([]Delegation, error) {
 	var dels []Delegation
-	seen := map[string]bool{}
-	for _, d := range domains {
-		base := providers.BaseName(d)
-		if seen[base] {
-			continue
-		}
-		seen[base] = true
+	for _, base := range baseNames(domains) {
 		n, err := i.store.ChallengeNameByBase(ctx, persistKey(base))
 		if errors.Is(err, store.ErrNotFound) {
 			n, err = i.createChallengeName(ctx, persistKey(base))
@@ -188,13 +182,7 @@ func (i *Issuer) syncPersist(ctx context.Context, domains []string) error {
 	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	for _, d := range domains {
-		base := providers.BaseName(d)
-		if seen[base] {
-			continue
-		}
-		seen[base] = true
+	for _, base := range baseNames(domains) {
 		used, wildcard := false, false
 		for _, c := range certs {
 			if methodOf(c) != ChallengeDNSPersist01 {
@@ -238,4 +226,15 @@ func (i *Issuer) syncPersist(ctx context.Context, domains []string) error {
 		}
 	}
 	return nil
+}
+
+// baseNames returns the distinct base names of domains, in order.
+func baseNames(domains []string) []string {
+	var out []string
+	for _, d := range domains {
+		if base := providers.BaseName(d); !slices.Contains(out, base) {
+			out = append(out, base)
+		}
+	}
+	return out
 }

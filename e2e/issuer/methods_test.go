@@ -2,13 +2,10 @@ package e2eissuer_test
 
 import (
 	"crypto/x509"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -214,7 +211,7 @@ func addAll(dst, src map[string]string) {
 // (two CDNs) hold valid certificates for the same www.example.test at the
 // same time through dns-account-01, their orders running concurrently.
 func TestMultiCDN(t *testing.T) {
-	bin := buildBinary(t)
+	bin := e2e.BuildDelegated(t)
 	customer := harness.StartNSD(t, "example.test", e2e.CustomerZone(1, nil))
 	zones := []string{"cdn-a.example.test", "cdn-b.example.test"}
 	dnsAddrs := []string{harness.FreeAddr(t), harness.FreeAddr(t)}
@@ -234,7 +231,7 @@ func TestMultiCDN(t *testing.T) {
 		cfg := e2e.DaemonConfig{
 			Zone: zones[n], DNS: dnsAddrs[n], API: harness.FreeAddr(t), StoreDSN: "delegated.db",
 			Directory: pebble.DirectoryURL, CARoots: pebble.MiniCAPath, Resolver: resolver.Addr,
-			AuthoritativePort: portOf(t, customer.Addr), DelegationRecheck: "1h",
+			AuthoritativePort: e2e.Port(t, customer.Addr), DelegationRecheck: "1h",
 			IssuerExtra: "challenge = \"dns-account-01\"",
 		}.TOML()
 		cfgs[n], logs[n] = filepath.Join(dir, "config.toml"), filepath.Join(dir, "delegated.log")
@@ -341,28 +338,6 @@ func TestMultiCDN(t *testing.T) {
 	if len(serials) != 2 {
 		t.Errorf("the deployments hold one certificate, want one each")
 	}
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "delegated")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/delegated/delegated/cmd/delegated").CombinedOutput(); err != nil {
-		t.Fatalf("go build delegated: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func portOf(t *testing.T, addr string) int {
-	t.Helper()
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // verifyChain checks that chain (leaf first) leads to one of roots.

@@ -86,8 +86,8 @@ type Options struct {
 	CAFront func(pebble http.Handler) http.Handler
 }
 
-// buildDelegated builds the daemon into a fresh world-readable directory.
-func buildDelegated(t testing.TB) string {
+// BuildDelegated builds the daemon into a fresh world-readable directory.
+func BuildDelegated(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "delegated-e2e-bin-")
 	if err != nil {
@@ -112,7 +112,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	if opts.DelegationRecheck == "" {
 		opts.DelegationRecheck = "1s"
 	}
-	s := &Stack{t: t, Bin: buildDelegated(t), serial: 1}
+	s := &Stack{t: t, Bin: BuildDelegated(t), serial: 1}
 	dir, err := os.MkdirTemp("", "delegated-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +171,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.APIURL = "http://" + apiAddr
 	cfg := DaemonConfig{
 		DNS: dnsAddr, API: apiAddr, StoreDSN: "delegated.db",
-		Directory: directory, CARoots: minica, Resolver: s.Resolver.Addr, AuthoritativePort: nsdPort(t, s.Customer.Addr),
+		Directory: directory, CARoots: minica, Resolver: s.Resolver.Addr, AuthoritativePort: Port(t, s.Customer.Addr),
 		DeployHook: hook, DelegationRecheck: opts.DelegationRecheck, IssuerExtra: opts.IssuerExtra,
 	}.TOML()
 	for name, content := range opts.Files {
@@ -260,9 +260,10 @@ func (s *Stack) Restart() {
 	s.startDaemon()
 }
 
-// nsdPort is the port of the customer zone's server: its NS record names
-// 127.0.0.1, so the issuer's authoritative check needs the port.
-func nsdPort(t testing.TB, addr string) int {
+// Port is the port of addr (host:port), e.g. the customer zone server's:
+// its NS record names 127.0.0.1, so the issuer's authoritative check
+// needs the port.
+func Port(t testing.TB, addr string) int {
 	t.Helper()
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
