@@ -71,13 +71,18 @@ func TestAPITLSACME(t *testing.T) {
 		first, err = served()
 		return err
 	})
-	c, err := s.Certificate("delegated-api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Status != "active" || c.Serial != fmt.Sprintf("%x", first.SerialNumber) {
-		t.Fatalf("delegated-api: status %s serial %s; served %x", c.Status, c.Serial, first.SerialNumber)
-	}
+	// The files are deployed (and served) before the deploy hook runs and
+	// the status turns active, so the status may lag the handshake.
+	harness.Eventually(t, 30*time.Second, 100*time.Millisecond, "delegated-api active with the served serial", func() error {
+		c, err := s.Certificate("delegated-api")
+		if err != nil {
+			return err
+		}
+		if c.Status != "active" || c.Serial != fmt.Sprintf("%x", first.SerialNumber) {
+			return fmt.Errorf("status %s serial %s; served %x", c.Status, c.Serial, first.SerialNumber)
+		}
+		return nil
+	})
 	if names := first.DNSNames; !slices.Contains(names, e2e.Zone) || !slices.Contains(names, "*."+e2e.Zone) || len(names) != 2 {
 		t.Errorf("served names %q, want %s and *.%s", names, e2e.Zone, e2e.Zone)
 	}
@@ -111,7 +116,8 @@ func TestAPITLSACME(t *testing.T) {
 		}
 		return nil
 	})
-	if c, err = s.Certificate("delegated-api"); err != nil {
+	c, err := s.Certificate("delegated-api")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Serial != fmt.Sprintf("%x", second.SerialNumber) {
