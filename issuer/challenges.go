@@ -150,7 +150,7 @@ func (i *Issuer) present(ctx context.Context, core *api.Core, authzURL string, a
 		}
 	}
 	if chal == nil {
-		return acme.Challenge{}, nil, fmt.Errorf("the CA does not offer %s for %s (it offers %s); choose one of those with --challenge or [issuer] challenge",
+		return acme.Challenge{}, nil, fmt.Errorf("the CA does not offer %s for %s (it offers %s); choose another method with --challenge or [issuer] challenge",
 			method, domain, strings.Join(offered, ", "))
 	}
 	if method == ChallengeDNSPersist01 {
