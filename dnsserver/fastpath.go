@@ -91,6 +91,10 @@ func (s *Server) fastAnswer(pkt, out []byte) ([]byte, bool) {
 		}
 		hasOpt = true
 		do = pkt[o+7]&0x80 != 0
+		// Signed answers and EDNS options (a DNS cookie) take the full path.
+		if (do && s.signer != nil) || binary.BigEndian.Uint16(pkt[o+9:]) != 0 {
+			return nil, false
+		}
 		limit = min(max(int(binary.BigEndian.Uint16(pkt[o+3:])), dns.MinMsgSize), ednsBufferSize)
 	}
 

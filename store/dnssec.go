@@ -1,0 +1,255 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// DNSSEC key states, in the order a key goes through them during a
+// rollover (see `delegated dnssec rollover`):
+//
+//	published: in the DNSKEY RRset (and signing it), not signing the zone
+//	active:    signs the zone; exactly one key is active
+//	retired:   still in the DNSKEY RRset (and signing it), no longer signing
+//	           the zone; deleted by the withdraw step
+const (
+	KeyPublished = "published"
+	KeyActive    = "active"
+	KeyRetired   = "retired"
+)
+
+// ErrRolloverState is returned when a rollover step does not fit the keys'
+// current states (e.g. a switch without a pre-published key).
+var ErrRolloverState = errors.New("rollover step does not fit the current key states")
+
+// DNSSECKey is one zone signing key. PrivateKey is the PKCS#8 DER of the
+// private key; it is stored as the certificates' keys are (in the database,
+// whose access control protects it) and DNSSECKey's LogValue omits it.
+type DNSSECKey struct {
+	ID         int64
+	Algorithm  uint8
+	PrivateKey []byte
+	State      string
+	CreatedAt  time.Time
+	// ChangedAt is when the key entered its current state; the rollover
+	// timeline counts from it.
+	ChangedAt time.Time
+}
+
+// LogValue keeps the private key out of logs.
+func (k DNSSECKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", k.ID), slog.Int("algorithm", int(k.Algorithm)), slog.String("state", k.State))
+}
+
+// DNSSECKeys returns every key, oldest first.
+func (s *Store) DNSSECKeys(ctx context.Context) ([]DNSSECKey, error) {
+	keys, err := s.dnssecKeys(ctx, s.db)
+	if err != nil {
+		return nil, fmt.Errorf("store: dnssec keys: %w", err)
+	}
+	return keys, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (s *Store) dnssecKeys(ctx context.Context, db querier) ([]DNSSECKey, error) {
+	rows, err := db.QueryContext(ctx, `SELECT id, algorithm, private_key, state, created_at, changed_at FROM dnssec_keys ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []DNSSECKey
+	for rows.Next() {
+		var (
+			k                DNSSECKey
+			alg              int
+			priv             string
+			created, changed int64
+		)
+		if err := rows.Scan(&k.ID, &alg, &priv, &k.State, &created, &changed); err != nil {
+			return nil, err
+		}
+		der, err := base64.StdEncoding.DecodeString(priv)
+		if err != nil {
+			return nil, fmt.Errorf("key %d: private key is not base64: %w", k.ID, err)
+		}
+		k.Algorithm, k.PrivateKey = uint8(alg), der
+		k.CreatedAt, k.ChangedAt = time.Unix(0, created), time.Unix(0, changed)
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// EnsureDNSSECKey returns the keys, first creating an active key with
+// generate when none is active (the first start with dnssec on). Two
+// instances starting together create one key between them: the loser's
+// insert violates the one-active index and it reads the winner's.
+func (s *Store) EnsureDNSSECKey(ctx context.Context, algorithm uint8, generate func() ([]byte, error)) ([]DNSSECKey, error) {
+	keys, err := s.DNSSECKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.State == KeyActive {
+			return keys, nil
+		}
+	}
+	der, err := generate()
+	if err != nil {
+		return nil, fmt.Errorf("store: generate dnssec key: %w", err)
+	}
+	err = s.writeTx(ctx, func(tx *sql.Tx) error { return s.insertKey(ctx, tx, algorithm, der, KeyActive) })
+	if err != nil && !s.dialect.isUniqueViolation(err) {
+		return nil, fmt.Errorf("store: create dnssec key: %w", err)
+	}
+	return s.DNSSECKeys(ctx)
+}
+
+func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, algorithm uint8, der []byte, state string) error {
+	now := s.opts.Now().UnixNano()
+	_, err := tx.ExecContext(ctx, s.dialect.rebind(`INSERT INTO dnssec_keys (algorithm, private_key, state, created_at, changed_at) VALUES (?, ?, ?, ?, ?)`),
+		int(algorithm), base64.StdEncoding.EncodeToString(der), state, now, now)
+	return err
+}
+
+// PrepublishDNSSECKey adds a new key in state published: rollover step 1.
+// It fails with ErrRolloverState unless exactly one key exists (active).
+func (s *Store) PrepublishDNSSECKey(ctx context.Context, algorithm uint8, der []byte) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		keys, err := s.dnssecKeys(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if len(keys) != 1 || keys[0].State != KeyActive {
+			return fmt.Errorf("%w: pre-publishing needs exactly one key, the active one (have %s)", ErrRolloverState, keyStates(keys))
+		}
+		return s.insertKey(ctx, tx, algorithm, der, KeyPublished)
+	})
+	if err != nil {
+		return fmt.Errorf("store: pre-publish dnssec key: %w", err)
+	}
+	return nil
+}
+
+// SwitchDNSSECKey makes the published key active and the active one
+// retired: rollover step 2.
+func (s *Store) SwitchDNSSECKey(ctx context.Context) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		keys, err := s.dnssecKeys(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if len(keys) != 2 || keys[0].State != KeyActive || keys[1].State != KeyPublished {
+			return fmt.Errorf("%w: switching needs an active and a pre-published key (have %s)", ErrRolloverState, keyStates(keys))
+		}
+		now := s.opts.Now().UnixNano()
+		// Retire first: the one-active index must hold after each statement.
+		for _, step := range []struct {
+			id    int64
+			state string
+		}{{keys[0].ID, KeyRetired}, {keys[1].ID, KeyActive}} {
+			if _, err := tx.ExecContext(ctx, s.dialect.rebind(`UPDATE dnssec_keys SET state = ?, changed_at = ? WHERE id = ?`), step.state, now, step.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: switch dnssec key: %w", err)
+	}
+	return nil
+}
+
+// WithdrawDNSSECKey deletes the retired key: rollover step 3.
+func (s *Store) WithdrawDNSSECKey(ctx context.Context) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		keys, err := s.dnssecKeys(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if len(keys) != 2 || keys[0].State != KeyRetired || keys[1].State != KeyActive {
+			return fmt.Errorf("%w: withdrawing needs a retired and an active key (have %s)", ErrRolloverState, keyStates(keys))
+		}
+		_, err = tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM dnssec_keys WHERE id = ?`), keys[0].ID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: withdraw dnssec key: %w", err)
+	}
+	return nil
+}
+
+func keyStates(keys []DNSSECKey) string {
+	if len(keys) == 0 {
+		return "no key"
+	}
+	s := ""
+	for i, k := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("key %d %s", k.ID, k.State)
+	}
+	return s
+}
+
+// cookieSecretSize is the SipHash-2-4 key size RFC 9018 uses.
+const cookieSecretSize = 16
+
+// CookieSecrets returns the DNS cookie secrets, newest first, shared by
+// every instance on the database. When the newest is older than rotateAfter
+// (or there is none) it first adds a fresh one, so the secret rotates with
+// no coordination beyond the write lock; secrets older than three periods
+// are deleted. The caller signs with the first and accepts them all.
+func (s *Store) CookieSecrets(ctx context.Context, rotateAfter time.Duration) ([][]byte, error) {
+	now := s.opts.Now()
+	var out [][]byte
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		var newest sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(created_at) FROM cookie_secrets`).Scan(&newest); err != nil {
+			return err
+		}
+		if !newest.Valid || now.Sub(time.Unix(0, newest.Int64)) >= rotateAfter {
+			secret := make([]byte, cookieSecretSize)
+			if _, err := rand.Read(secret); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, s.dialect.rebind(`INSERT INTO cookie_secrets (secret, created_at) VALUES (?, ?)`),
+				base64.StdEncoding.EncodeToString(secret), now.UnixNano()); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM cookie_secrets WHERE created_at < ?`), now.Add(-3*rotateAfter).UnixNano()); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT secret FROM cookie_secrets ORDER BY created_at DESC, id DESC`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var enc string
+			if err := rows.Scan(&enc); err != nil {
+				return err
+			}
+			b, err := base64.StdEncoding.DecodeString(enc)
+			if err != nil || len(b) != cookieSecretSize {
+				return fmt.Errorf("a stored cookie secret is not %d bytes of base64", cookieSecretSize)
+			}
+			out = append(out, b)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: cookie secrets: %w", err)
+	}
+	return out, nil
+}
