@@ -208,48 +208,69 @@ const cookieSecretSize = 16
 // every instance on the database. When the newest is older than rotateAfter
 // (or there is none) it first adds a fresh one, so the secret rotates with
 // no coordination beyond the write lock; secrets older than three periods
-// are deleted. The caller signs with the first and accepts them all.
+// are deleted. The caller signs with the first and accepts them all. The
+// common call (nothing to rotate) is one read without the write lock.
 func (s *Store) CookieSecrets(ctx context.Context, rotateAfter time.Duration) ([][]byte, error) {
 	now := s.opts.Now()
-	var out [][]byte
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		var newest sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MAX(created_at) FROM cookie_secrets`).Scan(&newest); err != nil {
+	secrets, newest, err := s.cookieSecrets(ctx, s.db)
+	if err == nil && len(secrets) > 0 && now.Sub(newest) < rotateAfter {
+		return secrets, nil
+	}
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		// Re-check under the lock: another instance may just have rotated.
+		if secrets, newest, err = s.cookieSecrets(ctx, tx); err != nil {
 			return err
 		}
-		if !newest.Valid || now.Sub(time.Unix(0, newest.Int64)) >= rotateAfter {
-			secret := make([]byte, cookieSecretSize)
-			if _, err := rand.Read(secret); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, s.dialect.rebind(`INSERT INTO cookie_secrets (secret, created_at) VALUES (?, ?)`),
-				base64.StdEncoding.EncodeToString(secret), now.UnixNano()); err != nil {
-				return err
-			}
+		if len(secrets) > 0 && now.Sub(newest) < rotateAfter {
+			return nil
+		}
+		secret := make([]byte, cookieSecretSize)
+		if _, err := rand.Read(secret); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.dialect.rebind(`INSERT INTO cookie_secrets (secret, created_at) VALUES (?, ?)`),
+			base64.StdEncoding.EncodeToString(secret), now.UnixNano()); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM cookie_secrets WHERE created_at < ?`), now.Add(-3*rotateAfter).UnixNano()); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT secret FROM cookie_secrets ORDER BY created_at DESC, id DESC`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var enc string
-			if err := rows.Scan(&enc); err != nil {
-				return err
-			}
-			b, err := base64.StdEncoding.DecodeString(enc)
-			if err != nil || len(b) != cookieSecretSize {
-				return fmt.Errorf("a stored cookie secret is not %d bytes of base64", cookieSecretSize)
-			}
-			out = append(out, b)
-		}
-		return rows.Err()
+		secrets, _, err = s.cookieSecrets(ctx, tx)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: cookie secrets: %w", err)
 	}
-	return out, nil
+	return secrets, nil
+}
+
+// cookieSecrets reads the secrets newest first and the newest's time.
+func (s *Store) cookieSecrets(ctx context.Context, db querier) ([][]byte, time.Time, error) {
+	rows, err := db.QueryContext(ctx, `SELECT secret, created_at FROM cookie_secrets ORDER BY created_at DESC, id DESC`)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer rows.Close()
+	var (
+		out    [][]byte
+		newest time.Time
+	)
+	for rows.Next() {
+		var (
+			enc     string
+			created int64
+		)
+		if err := rows.Scan(&enc, &created); err != nil {
+			return nil, time.Time{}, err
+		}
+		b, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil || len(b) != cookieSecretSize {
+			return nil, time.Time{}, fmt.Errorf("a stored cookie secret is not %d bytes of base64", cookieSecretSize)
+		}
+		if len(out) == 0 {
+			newest = time.Unix(0, created)
+		}
+		out = append(out, b)
+	}
+	return out, newest, rows.Err()
 }
