@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,10 +79,18 @@ func startAuthServer(t testing.TB, kind authServerKind, opts AuthServerOptions) 
 			return nil, err
 		}
 		auth := &authority{addr: HostPort(port), dir: dir, zones: zones, timeout: timeout}
-		type zoneEntry struct{ Name, File string }
+		type zoneEntry struct {
+			Name, File string
+			Extra      []string
+		}
 		var entries []zoneEntry
 		for _, z := range zones {
-			entries = append(entries, zoneEntry{Name: z.Name, File: auth.zoneFile(z.Name)})
+			entries = append(entries, zoneEntry{Name: z.Name, File: auth.zoneFile(z.Name), Extra: z.KnotExtra})
+		}
+		// Knot keeps its keys (mod-onlinesign) in the database folder,
+		// which it does not create.
+		if err := os.MkdirAll(filepath.Join(dir, "db"), 0o755); err != nil {
+			return nil, err
 		}
 		var b strings.Builder
 		err = kind.conf.Execute(&b, map[string]any{

@@ -42,6 +42,9 @@ zone:
 {{- range .Zones}}
   - domain: "{{.Name}}"
     file: "{{.File}}"
+{{- range .Extra}}
+    {{.}}
+{{- end}}
 {{- end}}
 `))
 
