@@ -20,6 +20,9 @@ type AuthServerOptions struct {
 	// ExtraServer lines are appended to the configuration's server
 	// section verbatim.
 	ExtraServer []string
+	// KnotTopLevel lines are added to knot.conf at the top level verbatim
+	// (sections such as policy: or mod-onlinesign:); NSD ignores them.
+	KnotTopLevel []string
 	// StartTimeout (also the reload timeout) defaults to
 	// DefaultStartTimeout.
 	StartTimeout time.Duration
@@ -94,7 +97,7 @@ func startAuthServer(t testing.TB, kind authServerKind, opts AuthServerOptions) 
 		}
 		var b strings.Builder
 		err = kind.conf.Execute(&b, map[string]any{
-			"Port": port, "Dir": dir, "Control": sock, "Zones": entries, "Extra": opts.ExtraServer,
+			"Port": port, "Dir": dir, "Control": sock, "Zones": entries, "Extra": opts.ExtraServer, "TopLevel": opts.KnotTopLevel,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("render %s: %w", kind.confName, err)

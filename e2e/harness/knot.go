@@ -38,6 +38,9 @@ template:
     zonefile-sync: -1
     zonefile-load: whole
     journal-content: none
+{{- range .TopLevel}}
+{{.}}
+{{- end}}
 zone:
 {{- range .Zones}}
   - domain: "{{.Name}}"
