@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/delegated/delegated/config"
@@ -45,23 +45,30 @@ func dnssecCommand() command {
 		Short: "Print the DS for the parent zone (ds) or advance a key rollover (rollover)",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		if len(args) == 0 || (args[0] != "ds" && args[0] != "rollover") {
-			if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-				fmt.Fprintf(stderr, "Usage: delegated dnssec %s\n\n%s\n", c.Usage, c.Short)
-				return flag.ErrHelp
-			}
-			return usageError("expected a subcommand: ds or rollover")
+		// The subcommand may come before or after the flags (the e2e
+		// helpers put --config right after the verb).
+		verb, rest := "", args
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			verb, rest = args[0], args[1:]
 		}
-		verb := args[0]
-		fs := newFlagSet(command{Name: "dnssec " + verb, Usage: "[--config FILE]", Short: c.Short}, stderr)
+		fs := newFlagSet(c, stderr)
 		path := fs.String("config", "config.toml", "configuration `file`")
 		force := fs.Bool("force", false, "rollover: take the next step without waiting out the timeline (unsafe on the internet)")
 		status := fs.Bool("status", false, "rollover: print the keys and the next step, change nothing")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := parseFlags(fs, rest); err != nil {
 			return err
+		}
+		if verb == "" && fs.NArg() > 0 {
+			verb = fs.Arg(0)
+			if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+				return err
+			}
 		}
 		if fs.NArg() > 0 {
 			return usageError("unexpected argument %q", fs.Arg(0))
+		}
+		if verb != "ds" && verb != "rollover" {
+			return usageError("expected a subcommand: ds or rollover, got %q", verb)
 		}
 		cfg, err := loadConfig(*path)
 		if err != nil {
