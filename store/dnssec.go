@@ -47,6 +47,15 @@ func (k DNSSECKey) LogValue() slog.Value {
 	return slog.GroupValue(slog.Int64("id", k.ID), slog.Int("algorithm", int(k.Algorithm)), slog.String("state", k.State))
 }
 
+// String and GoString keep the private key out of anything formatted with
+// fmt, a slice of keys included.
+func (k DNSSECKey) String() string {
+	return fmt.Sprintf("dnssec key %d (algorithm %d, %s)", k.ID, k.Algorithm, k.State)
+}
+
+// GoString is String for %#v.
+func (k DNSSECKey) GoString() string { return k.String() }
+
 // DNSSECKeys returns every key, oldest first.
 func (s *Store) DNSSECKeys(ctx context.Context) ([]DNSSECKey, error) {
 	keys, err := s.dnssecKeys(ctx, s.db)
