@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,10 +123,13 @@ type signer struct {
 	keys   atomic.Pointer[keySet]
 	gen    atomic.Uint64
 	cache  sigCache
+	// keyBufs are scratch buffers for cache keys (*[]byte).
+	keyBufs sync.Pool
 }
 
 func newSigner(origin string, ttl uint32, now func() time.Time, keys []store.DNSSECKey) (*signer, error) {
 	s := &signer{origin: origin, ttl: ttl, now: now}
+	s.keyBufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	s.cache.cur = map[string]*dns.RRSIG{}
 	if err := s.setKeys(keys); err != nil {
 		return nil, err
@@ -188,7 +192,10 @@ func (s *signer) apexRRs(qtype uint16) []dns.RR {
 func (s *signer) sign(rrset []dns.RR) ([]dns.RR, error) {
 	ks := s.keys.Load()
 	hdr := rrset[0].Header()
-	key := s.cacheKey(ks.gen, rrset)
+	bp := s.keyBufs.Get().(*[]byte)
+	defer s.keyBufs.Put(bp)
+	key := appendCacheKey((*bp)[:0], ks.gen, rrset)
+	base := len(key)
 	now := s.now()
 	var out []dns.RR
 	for i := range ks.keys {
@@ -196,20 +203,21 @@ func (s *signer) sign(rrset []dns.RR) ([]dns.RR, error) {
 		if !zk.signs && hdr.Rrtype != dns.TypeDNSKEY {
 			continue
 		}
-		k := key + string([]byte{byte(zk.tag >> 8), byte(zk.tag)}) // an entry per key
-		sig := s.cache.get(k)
+		key = append(key[:base], byte(zk.tag>>8), byte(zk.tag)) // an entry per key
+		sig := s.cache.get(key)
 		if sig == nil || now.Sub(time.Unix(int64(sig.Inception), 0)) > signatureRefresh+signatureInception {
 			var err error
 			if sig, err = s.makeSig(zk, rrset, now); err != nil {
 				return nil, err
 			}
-			s.cache.put(k, sig)
+			s.cache.put(string(key), sig)
 		}
 		c := dns.Copy(sig).(*dns.RRSIG)
 		c.Hdr.Name = hdr.Name
 		c.Hdr.Ttl = hdr.Ttl
 		out = append(out, c)
 	}
+	*bp = key
 	return out, nil
 }
 
@@ -231,27 +239,35 @@ func (s *signer) makeSig(zk *zoneKey, rrset []dns.RR, now time.Time) (*dns.RRSIG
 	return sig, nil
 }
 
-// cacheKey identifies an RRset by content: the key generation, the owner in
-// lower case, then each RR's type, class, TTL and RDATA in wire form (the
-// RR's packed form without the owner). Equal content, equal signature.
-func (s *signer) cacheKey(gen uint64, rrset []dns.RR) string {
-	var b []byte
+// appendCacheKey appends the identity of an RRset by content to b: the key
+// generation, the owner in lower case, then each RR's type, class, TTL and
+// RDATA in wire form (its packed form without the owner). Equal content,
+// equal signature. It reuses b's storage, so a cache hit allocates nothing
+// here.
+func appendCacheKey(b []byte, gen uint64, rrset []dns.RR) []byte {
 	b = binary.BigEndian.AppendUint64(b, gen)
-	b = append(b, strings.ToLower(rrset[0].Header().Name)...)
+	for _, c := range []byte(rrset[0].Header().Name) {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
 	for _, rr := range rrset {
-		buf := make([]byte, dns.Len(rr)+len(rr.Header().Name)+2)
-		n, err := dns.PackRR(rr, buf, 0, nil, false)
+		start := len(b)
+		b = slices.Grow(b, dns.Len(rr)+len(rr.Header().Name)+2)
+		end, err := dns.PackRR(rr, b[:cap(b)], start, nil, false)
 		if err != nil {
 			b = append(b, rr.String()...) // cannot happen for our RRs; still unique
 			continue
 		}
-		off, ok := skipName(buf[:n], 0)
+		// Drop the owner (uncompressed labels), keep the rest.
+		off, ok := skipName(b[:end], start)
 		if !ok {
-			off = 0
+			off = start
 		}
-		b = append(b, buf[off:n]...)
+		b = append(b[:start], b[off:end]...)
 	}
-	return string(b)
+	return b
 }
 
 // sigCache is a bounded map in two generations: when the current one is
@@ -263,14 +279,14 @@ type sigCache struct {
 	cur, old map[string]*dns.RRSIG
 }
 
-func (c *sigCache) get(k string) *dns.RRSIG {
+func (c *sigCache) get(k []byte) *dns.RRSIG {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if sig, ok := c.cur[k]; ok {
+	if sig, ok := c.cur[string(k)]; ok { // no allocation: the compiler sees a lookup
 		return sig
 	}
-	if sig, ok := c.old[k]; ok {
-		c.putLocked(k, sig)
+	if sig, ok := c.old[string(k)]; ok {
+		c.putLocked(string(k), sig)
 		return sig
 	}
 	return nil
