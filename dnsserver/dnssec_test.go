@@ -3,7 +3,6 @@ package dnsserver
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -230,27 +229,7 @@ func TestSignedAnswers(t *testing.T) {
 // rendered, so turning DNSSEC on changes nothing for those clients.
 func TestDO0AnswersUnchanged(t *testing.T) {
 	env := newTestEnv(t, Options{DNSSECKeys: []store.DNSSECKey{testKey(t, 1, store.KeyActive)}})
-	for i, c := range goldenCases {
-		if c.edns != nil && c.edns.do {
-			continue
-		}
-		t.Run(c.name, func(t *testing.T) {
-			var got strings.Builder
-			answers := map[string]string{}
-			for _, network := range []string{"udp", "tcp"} {
-				id := uint16(0x5000 + i)
-				r := exchange(t, network, env.addr, c.query(id))
-				checkInvariants(t, network, c, r, id)
-				answers[network] = render(r)
-			}
-			if c.perTransport {
-				got.WriteString("## udp\n" + answers["udp"] + "## tcp\n" + answers["tcp"])
-			} else {
-				got.WriteString(answers["udp"])
-			}
-			compareGolden(t, filepath.Join("testdata", "golden", c.name+".golden"), got.String())
-		})
-	}
+	runGolden(t, env, func(c goldenCase) bool { return c.edns == nil || !c.edns.do })
 }
 
 // TestSignatureCache: an RRset is signed once per content; a new value is

@@ -132,66 +132,59 @@ func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, algorithm uint8, der 
 // PrepublishDNSSECKey adds a new key in state published: rollover step 1.
 // It fails with ErrRolloverState unless exactly one key exists (active).
 func (s *Store) PrepublishDNSSECKey(ctx context.Context, algorithm uint8, der []byte) error {
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		keys, err := s.dnssecKeys(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if len(keys) != 1 || keys[0].State != KeyActive {
-			return fmt.Errorf("%w: pre-publishing needs exactly one key, the active one (have %s)", ErrRolloverState, keyStates(keys))
-		}
-		return s.insertKey(ctx, tx, algorithm, der, KeyPublished)
-	})
-	if err != nil {
-		return fmt.Errorf("store: pre-publish dnssec key: %w", err)
-	}
-	return nil
+	return s.rolloverStep(ctx, "pre-publish", []string{KeyActive}, "exactly one key, the active one",
+		func(tx *sql.Tx, _ []DNSSECKey, _ int64) error {
+			return s.insertKey(ctx, tx, algorithm, der, KeyPublished)
+		})
 }
 
 // SwitchDNSSECKey makes the published key active and the active one
 // retired: rollover step 2.
 func (s *Store) SwitchDNSSECKey(ctx context.Context) error {
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		keys, err := s.dnssecKeys(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if len(keys) != 2 || keys[0].State != KeyActive || keys[1].State != KeyPublished {
-			return fmt.Errorf("%w: switching needs an active and a pre-published key (have %s)", ErrRolloverState, keyStates(keys))
-		}
-		now := s.opts.Now().UnixNano()
-		// Retire first: the one-active index must hold after each statement.
-		for _, step := range []struct {
-			id    int64
-			state string
-		}{{keys[0].ID, KeyRetired}, {keys[1].ID, KeyActive}} {
-			if _, err := tx.ExecContext(ctx, s.dialect.rebind(`UPDATE dnssec_keys SET state = ?, changed_at = ? WHERE id = ?`), step.state, now, step.id); err != nil {
-				return err
+	return s.rolloverStep(ctx, "switch", []string{KeyActive, KeyPublished}, "an active and a pre-published key",
+		func(tx *sql.Tx, keys []DNSSECKey, now int64) error {
+			// Retire first: the one-active index must hold after each statement.
+			for _, step := range []struct {
+				id    int64
+				state string
+			}{{keys[0].ID, KeyRetired}, {keys[1].ID, KeyActive}} {
+				if _, err := tx.ExecContext(ctx, s.dialect.rebind(`UPDATE dnssec_keys SET state = ?, changed_at = ? WHERE id = ?`), step.state, now, step.id); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: switch dnssec key: %w", err)
-	}
-	return nil
+			return nil
+		})
 }
 
 // WithdrawDNSSECKey deletes the retired key: rollover step 3.
 func (s *Store) WithdrawDNSSECKey(ctx context.Context) error {
+	return s.rolloverStep(ctx, "withdraw", []string{KeyRetired, KeyActive}, "a retired and an active key",
+		func(tx *sql.Tx, keys []DNSSECKey, _ int64) error {
+			_, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM dnssec_keys WHERE id = ?`), keys[0].ID)
+			return err
+		})
+}
+
+// rolloverStep runs change under the write lock if the keys' states, oldest
+// first, are want; otherwise it fails with ErrRolloverState and changes
+// nothing.
+func (s *Store) rolloverStep(ctx context.Context, step string, want []string, needs string, change func(tx *sql.Tx, keys []DNSSECKey, now int64) error) error {
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		keys, err := s.dnssecKeys(ctx, tx)
 		if err != nil {
 			return err
 		}
-		if len(keys) != 2 || keys[0].State != KeyRetired || keys[1].State != KeyActive {
-			return fmt.Errorf("%w: withdrawing needs a retired and an active key (have %s)", ErrRolloverState, keyStates(keys))
+		ok := len(keys) == len(want)
+		for i := 0; ok && i < len(keys); i++ {
+			ok = keys[i].State == want[i]
 		}
-		_, err = tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM dnssec_keys WHERE id = ?`), keys[0].ID)
-		return err
+		if !ok {
+			return fmt.Errorf("%w: %s needs %s (have %s)", ErrRolloverState, step, needs, keyStates(keys))
+		}
+		return change(tx, keys, s.opts.Now().UnixNano())
 	})
 	if err != nil {
-		return fmt.Errorf("store: withdraw dnssec key: %w", err)
+		return fmt.Errorf("store: %s dnssec key: %w", step, err)
 	}
 	return nil
 }
