@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/delegated/delegated/config"
+	"github.com/delegated/delegated/e2e/harness"
 )
 
 func dnssecConfig(t *testing.T, dnssec bool) string {
@@ -148,5 +151,73 @@ func TestDNSSECRollover(t *testing.T) {
 	_, out, _ = runCmd(t, "dnssec", "ds", "--config", cfg)
 	if ds, _ := dsOf(t, out); len(ds) != 1 || ds[0].String() != both[1].String() {
 		t.Fatalf("after the rollover: %v, want the new DS", ds)
+	}
+}
+
+// TestDNSSECSharedByInstances: two instances on one PostgreSQL database
+// with DNSSEC on: they serve the same single key, so a
+// signature from one verifies with the DNSKEY from the other, and a DNS
+// cookie handed out by one is valid (echoed) at the other.
+func TestDNSSECSharedByInstances(t *testing.T) {
+	dsn := harness.PostgresSchema(t, "k_")
+	var cfgs []*config.Config
+	for range 2 {
+		cfg, err := config.Load(writeConfig(t, t.TempDir(), 1, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DNS.Listen = []string{"127.0.0.1:0"}
+		cfg.API.Listen = []string{"127.0.0.1:0"}
+		cfg.Store.Driver, cfg.Store.DSN = "postgres", dsn
+		cfg.Zone.DNSSEC = true
+		cfgs = append(cfgs, cfg)
+	}
+	// Two instances starting at once create one key between them
+	// (store.TestDNSSECKeyLifecycle); here the second finds the first's.
+	runs := []*running{startServeConfig(t, cfgs[0]), startServeConfig(t, cfgs[1])}
+	signed := func(addr string, qtype uint16, cookie string) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion("auth.example.test.", qtype)
+		m.SetEdns0(1232, true)
+		if cookie != "" {
+			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: cookie}}
+		}
+		r, err := dns.Exchange(m, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	keysA := signed(runs[0].dns, dns.TypeDNSKEY, "")
+	keysB := signed(runs[1].dns, dns.TypeDNSKEY, "")
+	if len(keysA.Answer) != 2 || len(keysB.Answer) != 2 || keysA.Answer[0].String() != keysB.Answer[0].String() {
+		t.Fatalf("the instances serve different keys:\n%v\n%v", keysA.Answer, keysB.Answer)
+	}
+	key := keysA.Answer[0].(*dns.DNSKEY)
+	soa := signed(runs[1].dns, dns.TypeSOA, "")
+	if len(soa.Answer) != 2 {
+		t.Fatalf("SOA from B not signed: %v", soa)
+	}
+	if err := soa.Answer[1].(*dns.RRSIG).Verify(key, soa.Answer[:1]); err != nil {
+		t.Errorf("B's signature does not verify with A's DNSKEY: %v", err)
+	}
+
+	// Both read the cookie secret from the store at start; a cookie from
+	// A is valid at B.
+	first := signed(runs[0].dns, dns.TypeSOA, "0102030405060708")
+	var cookie string
+	for _, o := range first.IsEdns0().Option {
+		if c, ok := o.(*dns.EDNS0_COOKIE); ok {
+			cookie = c.Cookie
+		}
+	}
+	if len(cookie) != 48 {
+		t.Fatalf("no server cookie from A: %v", first.IsEdns0())
+	}
+	again := signed(runs[1].dns, dns.TypeSOA, cookie)
+	for _, o := range again.IsEdns0().Option {
+		if c, ok := o.(*dns.EDNS0_COOKIE); ok && c.Cookie != cookie {
+			t.Errorf("B replaced A's fresh cookie %s with %s: not valid there", cookie, c.Cookie)
+		}
 	}
 }
