@@ -140,37 +140,52 @@ func (j *cookieJar) check(opt *dns.OPT, ip netip.Addr, now time.Time) (*dns.EDNS
 		return nil, cookieNone
 	}
 	raw, err := hex.DecodeString(in.Cookie)
-	if err != nil || len(raw) < clientCookieLen {
+	if err != nil {
 		return nil, cookieMalformed
 	}
-	client, server := raw[:clientCookieLen], raw[clientCookieLen:]
-	if len(server) != 0 && (len(server) < minServerCookie || len(server) > maxServerCookie) {
-		return nil, cookieMalformed
+	server, verdict := j.checkRaw(raw, ip, now)
+	if verdict == cookieMalformed {
+		return nil, verdict
+	}
+	out := make([]byte, 0, clientCookieLen+serverCookieLen)
+	out = append(append(out, raw[:clientCookieLen]...), server[:]...)
+	return &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hex.EncodeToString(out)}, verdict
+}
+
+// checkRaw judges the COOKIE option data raw (client cookie, then the
+// server cookie if any) and returns the server cookie for the reply: the
+// one presented while it is fresh, a new one otherwise. It allocates
+// nothing (the UDP fast path calls it).
+func (j *cookieJar) checkRaw(raw []byte, ip netip.Addr, now time.Time) (server [serverCookieLen]byte, verdict cookieVerdict) {
+	if len(raw) < clientCookieLen {
+		return server, cookieMalformed
+	}
+	client, presented := raw[:clientCookieLen], raw[clientCookieLen:]
+	if len(presented) != 0 && (len(presented) < minServerCookie || len(presented) > maxServerCookie) {
+		return server, cookieMalformed
 	}
 	secrets := j.secrets.Load()
 	ts := uint32(now.Unix())
-	verdict := cookieClientOnly
-	if len(server) == serverCookieLen && server[0] == cookieVersion {
-		issued := binary.BigEndian.Uint32(server[4:])
+	verdict = cookieClientOnly
+	if len(presented) == serverCookieLen && presented[0] == cookieVersion {
+		issued := binary.BigEndian.Uint32(presented[4:])
 		// Serial-number arithmetic (RFC 1982): the timestamp wraps in 2106.
 		age := int32(ts - issued)
 		if age <= cookieMaxAge && age >= -cookieMaxAhead {
 			for i := range secrets.keys {
 				want := serverCookie(&secrets.keys[i], client, issued, ip)
-				if subtle.ConstantTimeCompare(want[:], server) == 1 {
+				if subtle.ConstantTimeCompare(want[:], presented) == 1 {
 					verdict = cookieValid
 					break
 				}
 			}
 			if verdict == cookieValid && age < cookieRenewAge && age >= 0 {
-				return &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: in.Cookie}, verdict
+				copy(server[:], presented)
+				return server, verdict
 			}
 		}
 	}
-	fresh := serverCookie(&secrets.keys[0], client, ts, ip)
-	out := make([]byte, 0, clientCookieLen+serverCookieLen)
-	out = append(append(out, client...), fresh[:]...)
-	return &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hex.EncodeToString(out)}, verdict
+	return serverCookie(&secrets.keys[0], client, ts, ip), verdict
 }
 
 // limitCookie applies response rate limiting to a query that sent a client

@@ -221,3 +221,62 @@ func TestCookiesAndRRL(t *testing.T) {
 		t.Errorf("over the limit: %d BADCOOKIE, %d slips; want both", badcookie, slipped)
 	}
 }
+
+// TestFastPathCookies: a TXT query with a DNS cookie stays on the fast path
+// (no allocation), which answers the bytes the full path packs: a fresh
+// server cookie for a client cookie, the same one echoed while fresh. A
+// malformed cookie or a rate limiter sends it to the full path.
+func TestFastPathCookies(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	env := newTestEnv(t, Options{Now: func() time.Time { return now }})
+	src := netip.MustParseAddr("198.51.100.7")
+	fast, full := make([]byte, maxUDPMessage), make([]byte, maxUDPMessage)
+	answer := func(cookie string, extra ...dns.EDNS0) (fastReply []byte, ok bool, fullReply []byte) {
+		q := cookieQuery(7, cookie)
+		q.IsEdns0().Option = append(extra, q.IsEdns0().Option...)
+		pkt := pack(t, q)
+		fastReply, ok = env.srv.fastAnswerFrom(pkt, fast, src)
+		fullReply, _ = env.srv.slowAnswer(pkt, full, src)
+		return fastReply, ok, fullReply
+	}
+	got, ok, want := answer("0102030405060708")
+	if !ok || string(got) != string(want) {
+		t.Fatalf("client cookie: fast %t\nfast %x\nfull %x", ok, got, want)
+	}
+	var r dns.Msg
+	if err := r.Unpack(got); err != nil {
+		t.Fatal(err)
+	}
+	issued := replyCookie(&r)
+	if len(issued) != 48 || len(r.Answer) != 2 {
+		t.Fatalf("reply %v", &r)
+	}
+	got, ok, want = answer(issued, &dns.EDNS0_LOCAL{Code: 65001, Data: []byte("x")})
+	if !ok || string(got) != string(want) {
+		t.Fatalf("valid cookie: fast %t\nfast %x\nfull %x", ok, got, want)
+	}
+	if err := r.Unpack(got); err != nil || replyCookie(&r) != issued {
+		t.Errorf("valid cookie not echoed: %v", &r)
+	}
+	if _, ok, want := answer("010203"); ok {
+		t.Errorf("malformed cookie answered by the fast path")
+	} else if err := r.Unpack(want); err != nil || r.Rcode != dns.RcodeFormatError {
+		t.Errorf("malformed cookie: full path %v, want FORMERR", &r)
+	}
+	pkt := pack(t, cookieQuery(8, "0102030405060708"))
+	if _, ok := env.srv.fastAnswer(pkt, fast); ok {
+		t.Errorf("a cookie from an unknown source answered by the fast path")
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, ok := env.srv.fastAnswerFrom(pkt, fast, src); !ok {
+			t.Fatal("declined")
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per cookie query on the fast path, want 0", allocs)
+	}
+	limited := newTestEnv(t, Options{RRLRate: 100})
+	if _, ok := limited.srv.fastAnswerFrom(pkt, fast, src); ok {
+		t.Errorf("with RRL on, a cookie query was answered by the fast path")
+	}
+}

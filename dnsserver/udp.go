@@ -222,7 +222,7 @@ func (s *Server) handlePacket(pkt, out []byte, src netip.Addr) (reply []byte) {
 		reply = headerOnly(out, pkt, dns.RcodeFormatError)
 	default:
 		var ok bool
-		if reply, ok = s.fastAnswer(pkt, out); !ok {
+		if reply, ok = s.fastAnswerFrom(pkt, out, src); !ok {
 			var cv cookieVerdict
 			if reply, cv = s.slowAnswer(pkt, out, src); cv == cookieValid {
 				// A valid server cookie proves the source is not
