@@ -12,6 +12,11 @@
 #                                                   and Knot serving the zone
 #                                                   pre-signed (one ECDSA P-256
 #                                                   CSK each)
+#   DO=1 NX=1 bash bench/dns/run.sh 1000            the worst case for online
+#                                                   signing: every query a new
+#                                                   name that does not exist,
+#                                                   so every denial is signed
+#                                                   afresh
 #   FLOOD=1 HOG=1 bash bench/dns/run.sh 1000 1 1     the flood pairs with a
 #                                                   normal-priority CPU hog
 #                                                   beside the server all along
@@ -29,6 +34,7 @@ RUNS=${3:-3}
 FLOOD=${FLOOD:-0}
 HOG=${HOG:-0}
 DO=${DO:-0}
+NX=${NX:-0}
 # dnsperf's own defaults (one client, 100 outstanding): enough to saturate a
 # one-core server without overflowing its socket buffer, so "lost" stays at
 # zero and a run measures capacity, not 2-second timeouts.
@@ -73,6 +79,10 @@ echo "== seeding $N accounts"
 t0=$(date +%s.%N)
 "$WORK/seed" -n "$N" -db "$WORK/delegated.db" -zone "$ZONE" -queries "$WORK/queries.txt" -zonefile "$WORK/knot.zone"
 echo "seeded in $(echo "$(date +%s.%N) - $t0" | bc) s"
+if [ "$NX" = 1 ]; then
+	# A million distinct names that do not exist: no answer repeats.
+	awk -v z="$ZONE" 'BEGIN { for (i = 0; i < 1000000; i++) printf "nx%d.%s TXT\n", i, z }' >"$WORK/queries.txt"
+fi
 
 # run_dnsperf PID PORT LABEL: RUNS runs of DUR seconds; appends "qps us_per_query" lines to $WORK/LABEL.runs
 run_dnsperf() {
@@ -231,7 +241,7 @@ fi
 DQ=$(awk '{print $1}' "$WORK/delegated.runs" | median)
 DU=$(awk '{print $2}' "$WORK/delegated.runs" | median)
 echo
-echo "== summary: $N names, $RUNS × ${DUR}s, DO=$DO, server on CPU 0, dnsperf on CPU 1"
+echo "== summary: $N names, $RUNS × ${DUR}s, DO=$DO NX=$NX, server on CPU 0, dnsperf on CPU 1"
 printf '%-16s %12s %14s %8s\n' server "median qps" "µs CPU/query" "RSS MB"
 printf '%-16s %12.0f %14.2f %8s\n' delegated "$DQ" "$DU" "$D_RSS"
 for k in $KNOTS; do
