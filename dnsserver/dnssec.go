@@ -40,8 +40,11 @@ const (
 	// a cached answer (TTLs here are at most days) never outlives it.
 	signatureRefresh = 24 * time.Hour
 	// sigCacheSize bounds one generation of the signature cache; two
-	// generations are kept (see sigCache).
-	sigCacheSize = 1 << 16
+	// generations are kept (see sigCache). A flood of queries for names
+	// that do not exist makes one entry per name (about 400 bytes), so
+	// this bounds what it costs in memory; the live TXT sets asked for
+	// again stay, as a hit moves an entry to the current generation.
+	sigCacheSize = 1 << 14
 )
 
 // GenerateDNSSECKey makes a new private key for Algorithm, as PKCS#8 DER.
