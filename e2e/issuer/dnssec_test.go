@@ -69,6 +69,9 @@ func TestDNSSEC(t *testing.T) {
 		}
 	}
 	validates(t, s.Resolver.Addr, "signed zone")
+	for _, c := range checks {
+		t.Logf("through the validating unbound:\n%v", queryDO(t, s.Resolver.Addr, c.qname, c.qtype))
+	}
 	r := queryDO(t, s.Resolver.Addr, name, dns.TypeTXT)
 	if len(r.Answer) == 0 || !strings.Contains(r.Answer[0].String(), value) {
 		t.Errorf("challenge TXT through the resolver: %v, want %s", r.Answer, value)
