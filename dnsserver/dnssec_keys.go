@@ -31,13 +31,20 @@ func (s *Server) FollowKeys(ctx context.Context, src KeySource, interval time.Du
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
+		failing := false // log a failure once, and the recovery
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := s.refreshKeys(ctx, src); err != nil && ctx.Err() == nil {
+				err := s.refreshKeys(ctx, src)
+				switch {
+				case err != nil && ctx.Err() == nil && !failing:
 					s.log.Warn("dns keys not refreshed; serving with the ones held", "err", err)
+					failing = true
+				case err == nil && failing:
+					s.log.Info("dns keys refreshed again")
+					failing = false
 				}
 			}
 		}
