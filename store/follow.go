@@ -297,12 +297,11 @@ func (f *follower) handle(ctx context.Context, seq int64, sub string) error {
 		if err != nil {
 			return fmt.Errorf("read change %d: %w", seq, err)
 		}
-		st, err := f.s.readState(ctx, tx, sub, f.s.opts.Now())
+		err = f.s.deliverFollowed(ctx, tx, sub, f.s.opts.Now())
 		tx.Rollback()
 		if err != nil {
 			return fmt.Errorf("read change %d: %w", seq, err)
 		}
-		f.s.deliver(st)
 	}
 	f.advance(seq)
 	return nil
@@ -380,11 +379,9 @@ func (f *follower) catchUp(ctx context.Context) error {
 	f.mu.Unlock()
 	now := f.s.opts.Now()
 	for sub := range latest {
-		st, err := f.s.readState(ctx, tx, sub, now)
-		if err != nil {
+		if err := f.s.deliverFollowed(ctx, tx, sub, now); err != nil {
 			return fmt.Errorf("catch up: %w", err)
 		}
-		f.s.deliver(st)
 	}
 	f.mu.Lock()
 	for own := range f.own {
