@@ -111,7 +111,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	apiOpts, stopAPIOptions, err := apiOptions(cfg, log, dns)
+	apiOpts, stopAPIOptions, err := apiOptions(cfg, log, dns.Collector())
 	if err != nil {
 		return err
 	}
