@@ -59,11 +59,19 @@ func loadConfig(path string) (*config.Config, error) {
 // serve runs until ctx ends. ready, when not nil, receives the bound DNS
 // and API addresses once both serve (tests use it).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(dnsAddrs, apiAddrs []string)) error {
+	var kek []byte
+	if cfg.DNS.Updates == "tsig" {
+		var err error
+		if kek, err = store.LoadKEK(cfg.DNS.TSIGKEKFile, true); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: dns.tsig_kek_file: %w (or set [dns] updates = \"off\")", cfg.Path, err)}
+		}
+	}
 	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.Options{
 		ValuesPerAccount: cfg.Values.PerAccount,
 		ValueLifetime:    cfg.Values.Lifetime.Duration,
 		Logger:           log,
 		ConfirmAll:       cfg.Store.Confirm == "all",
+		KEK:              kek,
 	})
 	if err != nil {
 		return err
@@ -89,6 +97,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	}
 	defer unfollow()
 	log.Info("zone view loaded", "subdomains", view.Len(), "took", time.Since(started).Round(time.Millisecond))
+	var updates *dnsserver.UpdateOptions
+	if cfg.DNS.Updates == "tsig" {
+		keys, unfollowKeys, err := dnsserver.FollowKeys(ctx, st)
+		if err != nil {
+			return err
+		}
+		defer unfollowKeys()
+		log.Info("RFC 2136 updates on", "tsig_keys", keys.Len(), "kek_file", cfg.DNS.TSIGKEKFile)
+		updates = &dnsserver.UpdateOptions{Store: st, Keys: keys, FailuresPerMinute: cfg.DNS.UpdateFailuresPerMinute}
+	}
 
 	z := cfg.Zone
 	dns, err := dnsserver.New(dnsserver.Options{
@@ -98,6 +116,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 		RRLRate:           cfg.DNS.RRLRate,
 		RRLSlip:           *cfg.DNS.RRLSlip,
 		Logger:            log,
+		Updates:           updates,
 	}, dnsserver.ZoneConfig{
 		Origin:     z.Domain,
 		NSName:     z.NSName,
