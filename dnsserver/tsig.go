@@ -124,7 +124,11 @@ func signReply(m *dns.Msg, req *dns.TSIG, tsigErr uint16, kr keyring, now time.T
 		}
 		t.OtherData = hex.EncodeToString(b[:])
 	case dns.RcodeBadKey, dns.RcodeBadSig:
-		requestMAC = ""
+		// Unsigned, but with our time: BIND checks Time Signed even
+		// here ("clocks are unsynchronized" otherwise), and miekg's
+		// generator would zero it.
+		m.Extra = append(m.Extra, t)
+		return m.Pack()
 	}
 	m.Extra = append(m.Extra, t)
 	b, _, err := dns.TsigGenerateWithProvider(m, kr, requestMAC, false)

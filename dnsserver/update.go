@@ -162,6 +162,10 @@ func (s *Server) serveUpdate(r *dns.Msg, verify func() error, src netip.Addr) []
 	switch {
 	case n > 1 || n == 1 && treq == nil:
 		return unsigned(dns.RcodeFormatError, resFormErr)
+	case treq != nil && !dns.IsFqdn(treq.Algorithm):
+		// A TSIG without RDATA: nothing to echo back (an empty name
+		// does not even pack).
+		return unsigned(dns.RcodeFormatError, resFormErr)
 	case treq == nil:
 		return unsigned(dns.RcodeRefused, resUnsigned)
 	case u.fails.blocked(src):
