@@ -123,11 +123,27 @@ func (s *Store) ClearValues(ctx context.Context, subdomain string) error {
 func (s *Store) Republish(ctx context.Context, subdomain string) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	st, err := s.inTx(ctx, subdomain, func(*sql.Tx) error { return nil })
+	var key *TSIGKey
+	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+		if !s.keySubscribed() {
+			return nil
+		}
+		k, err := s.readKey(ctx, tx, subdomain)
+		if err == nil {
+			key = &k
+		} else if !errors.Is(err, ErrNotFound) {
+			s.log.Error("TSIG key not usable on this instance", "subdomain", subdomain, "err", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("store: republish %s: %w", subdomain, err)
 	}
 	s.publish(st)
+	if s.keySubscribed() {
+		// `account add --tsig` asks for this: the key answers at once.
+		s.deliverKey(TSIGKeyState{Subdomain: subdomain, Key: key, Version: st.Version})
+	}
 	return nil
 }
 
