@@ -213,4 +213,3 @@ func TestUpdateValues(t *testing.T) {
 		}
 	})
 }
-
