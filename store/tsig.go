@@ -103,21 +103,33 @@ func (s *Store) deliverFollowed(ctx context.Context, q queryer, sub string, now 
 		return err
 	}
 	s.deliver(st)
+	if st.Deleted {
+		if s.keySubscribed() {
+			s.deliverKey(TSIGKeyState{Subdomain: sub, Version: st.Version})
+		}
+		return nil
+	}
+	return s.deliverKeyOf(ctx, q, sub, st.Version)
+}
+
+// deliverKeyOf reads sub's key in q and hands it to the key subscribers as
+// of version.
+func (s *Store) deliverKeyOf(ctx context.Context, q queryer, sub string, version int64) error {
 	if !s.keySubscribed() {
 		return nil
 	}
-	ks := TSIGKeyState{Subdomain: sub, Version: st.Version}
-	if !st.Deleted {
-		k, err := s.readKey(ctx, q, sub)
-		switch {
-		case errors.Is(err, ErrNotFound):
-		case err != nil:
-			// A key that does not open here (another KEK) is left
-			// out; the update then answers BADKEY, and this says why.
-			s.log.Error("TSIG key not usable on this instance", "subdomain", sub, "err", err)
-		default:
-			ks.Key = &k
-		}
+	ks := TSIGKeyState{Subdomain: sub, Version: version}
+	k, err := s.readKey(ctx, q, sub)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case isUnsealError(err):
+		// A key that does not open here (another KEK) is left out;
+		// the update then answers BADKEY, and this says why.
+		s.log.Error("TSIG key not usable on this instance", "subdomain", sub, "err", err)
+	case err != nil:
+		return err
+	default:
+		ks.Key = &k
 	}
 	s.deliverKey(ks)
 	return nil
@@ -236,10 +248,24 @@ func (s *Store) scanKey(scan func(...any) error) (TSIGKey, error) {
 	k.CreatedAt = time.Unix(0, created)
 	secret, err := unseal(s.opts.KEK, sealed, k)
 	if err != nil {
-		return TSIGKey{}, fmt.Errorf("key %s: %w", k.Name, err)
+		return TSIGKey{}, &unsealError{name: k.Name, err: err}
 	}
 	k.Secret = secret
 	return k, nil
+}
+
+// unsealError is a key whose secret does not open with this store's KEK.
+type unsealError struct {
+	name string
+	err  error
+}
+
+func (e *unsealError) Error() string { return "key " + e.name + ": " + e.err.Error() }
+func (e *unsealError) Unwrap() error { return e.err }
+
+func isUnsealError(err error) bool {
+	var ue *unsealError
+	return errors.As(err, &ue)
 }
 
 // LoadTSIGKeys streams every key, unsealed, to fn: how the DNS server's key

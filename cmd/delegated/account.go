@@ -127,7 +127,8 @@ func accountAdd(ctx context.Context, cfg *config.Config, allow []string, domain,
 		return err
 	}
 	if kf != nil {
-		return printTSIGKey(stdout, cfg, key, domain, kf.nameserver)
+		// printCredentials printed the CNAME already.
+		return printTSIGKey(stdout, cfg, key, domain, kf.nameserver, false)
 	}
 	return nil
 }

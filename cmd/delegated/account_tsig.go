@@ -132,14 +132,14 @@ func accountTSIGRun(ctx context.Context, c command, args []string, stdout, stder
 		}
 		return err
 	}
-	return printTSIGKey(stdout, cfg, key, *domain, kf.nameserver)
+	return printTSIGKey(stdout, cfg, key, *domain, kf.nameserver, true)
 }
 
 // printTSIGKey shows the key the way each client reads it: BIND's key
 // clause (nsupdate -k FILE, named.conf), the environment of lego and
 // Traefik's rfc2136 provider, and the CNAME the customer creates. The
 // secret is printed here once; the store keeps it sealed.
-func printTSIGKey(w io.Writer, cfg *config.Config, k store.TSIGKey, domain, nameserver string) error {
+func printTSIGKey(w io.Writer, cfg *config.Config, k store.TSIGKey, domain, nameserver string, withCNAME bool) error {
 	domain = strings.TrimPrefix(strings.TrimSuffix(strings.ToLower(strings.TrimSpace(domain)), "."), "*.")
 	if domain == "" {
 		domain = "<domain>"
@@ -155,7 +155,9 @@ func printTSIGKey(w io.Writer, cfg *config.Config, k store.TSIGKey, domain, name
 	fmt.Fprintf(&b, "key \"%s\" {\n\talgorithm %s;\n\tsecret \"%s\";\n};\n", k.Name, alg, secret)
 	fmt.Fprintf(&b, "# lego / Traefik --dns rfc2136 environment\n")
 	fmt.Fprintf(&b, "RFC2136_NAMESERVER=%s\nRFC2136_TSIG_KEY=%s\nRFC2136_TSIG_SECRET=%s\nRFC2136_TSIG_ALGORITHM=%s\n", nameserver, k.Name, secret, k.Algorithm)
-	fmt.Fprintf(&b, "# CNAME to create in the customer's zone\n_acme-challenge.%s. CNAME %s\n", domain, fqdn)
+	if withCNAME {
+		fmt.Fprintf(&b, "# CNAME to create in the customer's zone\n_acme-challenge.%s. CNAME %s\n", domain, fqdn)
+	}
 	_, err := w.Write(b.Bytes())
 	return err
 }

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+var (
+	printedKey = regexp.MustCompile(`(?s)key "([^"]+)" \{\s*algorithm (hmac-sha(?:256|512));\s*secret "([^"]+)";\s*\};`)
+	printedEnv = regexp.MustCompile(`(?m)^RFC2136_(\w+)=(.*)$`)
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, nil, &stdout, &stderr)
+	return stdout.String(), stderr.String(), code
+}
+
+// signedAdd sends an UPDATE adding v at owner, signed with the printed key.
+func signedAdd(t *testing.T, addr, zone, owner, keyName, alg, secret, v string) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetUpdate(zone)
+	m.Insert([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{v}}})
+	m.SetTsig(keyName, dns.Fqdn(alg), 300, time.Now().Unix())
+	c := &dns.Client{Timeout: 3 * time.Second, TsigSecret: map[string]string{keyName: secret}}
+	r, _, err := c.Exchange(m, addr)
+	if r == nil {
+		t.Fatalf("update: %v", err)
+	}
+	return r
+}
+
+// TestAccountTSIG: account add --tsig prints the BIND clause, the RFC2136_*
+// lines and one CNAME, and the key signs updates at once on the running
+// daemon; account tsig replaces it (hmac-sha512, the old secret fails) and
+// --remove removes it (BADKEY); the database holds no secret.
+func TestAccountTSIG(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := writeExtConfig(t, dir, `registration = "closed"`)
+	d := startExtDaemon(t, cfgPath)
+	out, errOut, code := runCLI(t, "account", "add", "--config", cfgPath, "--tsig", "--domain", "example.com", "--nameserver", "ns1.auth.example.test:53")
+	if code != 0 || errOut != "" {
+		t.Fatalf("account add --tsig: exit %d: %s", code, errOut)
+	}
+	k := printedKey.FindStringSubmatch(out)
+	if k == nil {
+		t.Fatalf("no key clause:\n%s", out)
+	}
+	keyName, alg, secret := k[1], k[2], k[3]
+	if strings.Count(out, "_acme-challenge.example.com. CNAME "+keyName+"\n") != 1 || alg != "hmac-sha256" {
+		t.Fatalf("want one CNAME to %s and hmac-sha256:\n%s", keyName, out)
+	}
+	env := map[string]string{}
+	for _, m := range printedEnv.FindAllStringSubmatch(out, -1) {
+		env[m[1]] = m[2]
+	}
+	if env["NAMESERVER"] != "ns1.auth.example.test:53" || env["TSIG_KEY"] != keyName || env["TSIG_SECRET"] != secret || env["TSIG_ALGORITHM"] != "hmac-sha256." {
+		t.Fatalf("environment lines %v", env)
+	}
+	user := regexp.MustCompile(`"username":"([^"]+)"`).FindStringSubmatch(out)[1]
+	v := strings.Repeat("x", 43)
+	if r := signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, alg, secret, v); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("update with the new key: %s", dns.RcodeToString[r.Rcode])
+	}
+
+	// The KEK file is 0600 and the database holds no secret.
+	if fi, err := os.Stat(filepath.Join(dir, "tsig.kek")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("KEK file: %v %v", fi, err)
+	}
+	db, err := sql.Open("sqlite3", filepath.Join(dir, "ext.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var sealed string
+	if err := db.QueryRow(`SELECT sealed_secret FROM tsig_keys`).Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sealed, secret) {
+		t.Fatal("secret stored in the clear")
+	}
+
+	out, errOut, code = runCLI(t, "account", "tsig", "--config", cfgPath, "--username", user, "--algorithm", "hmac-sha512", "--domain", "example.com")
+	if code != 0 {
+		t.Fatalf("account tsig: exit %d: %s", code, errOut)
+	}
+	k2 := printedKey.FindStringSubmatch(out)
+	if k2 == nil || k2[1] != keyName || k2[2] != "hmac-sha512" || k2[3] == secret || !strings.Contains(out, "RFC2136_TSIG_ALGORITHM=hmac-sha512.\n") {
+		t.Fatalf("replaced key:\n%s", out)
+	}
+	// The daemon polls SQLite for the CLI's write (PollInterval, 1 s).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, "hmac-sha512", k2[3], v)
+		if r.Rcode == dns.RcodeSuccess {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replaced key not accepted: %s", dns.RcodeToString[r.Rcode])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r := signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, alg, secret, v); r.Rcode != dns.RcodeNotAuth {
+		t.Fatalf("old key after replacement: %s", dns.RcodeToString[r.Rcode])
+	}
+
+	if _, errOut, code := runCLI(t, "account", "tsig", "--config", cfgPath, "--username", user, "--remove"); code != 0 {
+		t.Fatalf("account tsig --remove: exit %d: %s", code, errOut)
+	}
+	if _, _, code := runCLI(t, "account", "tsig", "--config", cfgPath, "--username", user, "--remove"); code != 1 {
+		t.Fatalf("second --remove: exit %d, want 1", code)
+	}
+	if _, _, code := runCLI(t, "account", "tsig", "--config", cfgPath, "--username", "nobody"); code != 1 {
+		t.Fatalf("unknown account: exit %d, want 1", code)
+	}
+	if _, _, code := runCLI(t, "account", "tsig", "--config", cfgPath, "--username", user, "--algorithm", "hmac-md5"); code != 2 {
+		t.Fatalf("hmac-md5: exit %d, want 2", code)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		r := signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, "hmac-sha512", k2[3], v)
+		if r.Rcode == dns.RcodeNotAuth && r.IsTsig() != nil && r.IsTsig().Error == dns.RcodeBadKey {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("removed key: %s", dns.RcodeToString[r.Rcode])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
