@@ -50,7 +50,9 @@ func TestAccountTSIG(t *testing.T) {
 	cfgPath := writeExtConfig(t, dir, `registration = "closed"`)
 	d := startExtDaemon(t, cfgPath)
 	out, errOut, code := runCLI(t, "account", "add", "--config", cfgPath, "--tsig", "--domain", "example.com", "--nameserver", "ns1.auth.example.test:53")
-	if code != 0 || errOut != "" {
+	// On a loaded machine the daemon may not answer /sync in time (a
+	// warning); it then reads the key from the store within a second.
+	if code != 0 || errOut != "" && !strings.Contains(errOut, "picks the account up from the store") {
 		t.Fatalf("account add --tsig: exit %d: %s", code, errOut)
 	}
 	k := printedKey.FindStringSubmatch(out)
@@ -70,9 +72,9 @@ func TestAccountTSIG(t *testing.T) {
 	}
 	user := regexp.MustCompile(`"username":"([^"]+)"`).FindStringSubmatch(out)[1]
 	v := strings.Repeat("x", 43)
-	if r := signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, alg, secret, v); r.Rcode != dns.RcodeSuccess {
-		t.Fatalf("update with the new key: %s", dns.RcodeToString[r.Rcode])
-	}
+	eventuallyRcode(t, "the new key", func() *dns.Msg {
+		return signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, alg, secret, v)
+	}, dns.RcodeSuccess, 0)
 
 	// The KEK file is 0600 and the database holds no secret.
 	if fi, err := os.Stat(filepath.Join(dir, "tsig.kek")); err != nil || fi.Mode().Perm() != 0o600 {
@@ -100,17 +102,9 @@ func TestAccountTSIG(t *testing.T) {
 		t.Fatalf("replaced key:\n%s", out)
 	}
 	// The daemon polls SQLite for the CLI's write (PollInterval, 1 s).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r := signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, "hmac-sha512", k2[3], v)
-		if r.Rcode == dns.RcodeSuccess {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replaced key not accepted: %s", dns.RcodeToString[r.Rcode])
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	eventuallyRcode(t, "the replaced key", func() *dns.Msg {
+		return signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, "hmac-sha512", k2[3], v)
+	}, dns.RcodeSuccess, 0)
 	if r := signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, alg, secret, v); r.Rcode != dns.RcodeNotAuth {
 		t.Fatalf("old key after replacement: %s", dns.RcodeToString[r.Rcode])
 	}
@@ -127,14 +121,23 @@ func TestAccountTSIG(t *testing.T) {
 	if _, _, code := runCLI(t, "account", "tsig", "--config", cfgPath, "--username", user, "--algorithm", "hmac-md5"); code != 2 {
 		t.Fatalf("hmac-md5: exit %d, want 2", code)
 	}
-	deadline = time.Now().Add(5 * time.Second)
+	eventuallyRcode(t, "the removed key", func() *dns.Msg {
+		return signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, "hmac-sha512", k2[3], v)
+	}, dns.RcodeNotAuth, dns.RcodeBadKey)
+}
+
+// eventuallyRcode retries send until its reply has rcode (and TSIG error
+// tsigErr when not 0), for at most 10 s.
+func eventuallyRcode(t *testing.T, what string, send func() *dns.Msg, rcode int, tsigErr uint16) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r := signedAdd(t, d.dns, "auth.example.test.", keyName, keyName, "hmac-sha512", k2[3], v)
-		if r.Rcode == dns.RcodeNotAuth && r.IsTsig() != nil && r.IsTsig().Error == dns.RcodeBadKey {
-			break
+		r := send()
+		if r.Rcode == rcode && (tsigErr == 0 || r.IsTsig() != nil && r.IsTsig().Error == tsigErr) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("removed key: %s", dns.RcodeToString[r.Rcode])
+			t.Fatalf("%s: %s, TSIG %v", what, dns.RcodeToString[r.Rcode], r.IsTsig())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
