@@ -69,6 +69,24 @@ func (s *stack) addTSIGAccount(t *testing.T, dir string) tsigAccount {
 	if err := os.WriteFile(a.keyFile, []byte(m[0]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The CLI asked the daemon to republish the account with its key; if
+	// the daemon was too busy to answer, it reads the store within a
+	// second. A prerequisite-only update probes the key, writing nothing.
+	harness.Eventually(t, 10*time.Second, 200*time.Millisecond, "delegated knows the new key", func() error {
+		msg := new(dns.Msg)
+		msg.SetUpdate(serviceZone + ".")
+		msg.NameUsed([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: serviceZone + ".", Rrtype: dns.TypeANY, Class: dns.ClassANY}}})
+		msg.SetTsig(a.keyName, dns.HmacSHA256, 300, time.Now().Unix())
+		c := &dns.Client{Timeout: 3 * time.Second, TsigSecret: map[string]string{a.keyName: a.secret}}
+		r, _, err := c.Exchange(msg, s.dnsAddr)
+		if err != nil {
+			return err
+		}
+		if r.Rcode != dns.RcodeSuccess {
+			return fmt.Errorf("probe: %s", dns.RcodeToString[r.Rcode])
+		}
+		return nil
+	})
 	return a
 }
 

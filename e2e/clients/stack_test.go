@@ -49,6 +49,8 @@ records = [%q]
 
 [dns]
 listen = [%q]
+# The RFC 2136 tests send bad signatures on purpose, and probe new keys.
+update_failures_per_minute = 100
 
 [api]
 listen = [%q]
