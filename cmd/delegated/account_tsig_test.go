@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/delegated/delegated/config"
 )
 
 var (
@@ -150,5 +152,26 @@ func eventuallyRcode(t *testing.T, what string, send func() *dns.Msg, rcode int,
 			t.Fatalf("%s: %s, TSIG %v", what, dns.RcodeToString[r.Rcode], r.IsTsig())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestServeWithoutKEK: a key-encryption key that cannot be created (a
+// read-only /etc, a typo) costs the updates, not the service: DNS answers,
+// and an UPDATE is refused with BADKEY.
+func TestServeWithoutKEK(t *testing.T) {
+	cfg, err := config.Load(writeExtConfig(t, t.TempDir(), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DNS.TSIGKEKFile = "/proc/no-such-dir/tsig.kek"
+	r := startServeConfig(t, cfg)
+	m := new(dns.Msg)
+	m.SetQuestion("auth.example.test.", dns.TypeSOA)
+	if reply, err := dns.Exchange(m, r.dns); err != nil || reply.Rcode != dns.RcodeSuccess {
+		t.Fatalf("SOA: %v %v", reply, err)
+	}
+	reply := signedAdd(t, r.dns, "auth.example.test.", "k.auth.example.test.", "k.auth.example.test.", "hmac-sha256", "c2VjcmV0c2VjcmV0c2VjcmV0", strings.Repeat("x", 43))
+	if reply.Rcode != dns.RcodeNotAuth || reply.IsTsig() == nil || reply.IsTsig().Error != dns.RcodeBadKey {
+		t.Fatalf("update: %v", reply)
 	}
 }

@@ -63,7 +63,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	if cfg.DNS.Updates == "tsig" {
 		var err error
 		if kek, err = store.LoadKEK(cfg.DNS.TSIGKEKFile, true); err != nil {
-			return &exitError{code: 2, err: fmt.Errorf("%s: dns.tsig_kek_file: %w (or set [dns] updates = \"off\")", cfg.Path, err)}
+			// Serving DNS and the API matters more than updates: run
+			// without keys (every UPDATE answers BADKEY) and say how
+			// to fix it.
+			log.Error("TSIG keys unusable: the key-encryption key could not be read or created; set [dns] tsig_kek_file to a writable place (or [dns] updates = \"off\")",
+				"config", cfg.Path, "err", err)
 		}
 	}
 	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.Options{
