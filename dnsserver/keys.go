@@ -98,25 +98,11 @@ type KeySource interface {
 // the load are queued and applied after it.
 func FollowKeys(ctx context.Context, src KeySource) (k *Keys, stop func(), err error) {
 	k = NewKeys()
-	var (
-		mu      sync.Mutex
-		loading = true
-		pending []store.TSIGKeyState
-	)
-	apply := func(st store.TSIGKeyState) {
-		mu.Lock()
-		if loading {
-			pending = append(pending, st)
-			mu.Unlock()
-			return
-		}
-		mu.Unlock()
-		k.Apply(st)
-	}
-	stopKeys := src.SubscribeTSIGKeys(apply)
+	q := newLoadQueue(k.Apply)
+	stopKeys := src.SubscribeTSIGKeys(q.push)
 	stopSubs := src.Subscribe(func(st store.SubdomainState) {
 		if st.Deleted {
-			apply(store.TSIGKeyState{Subdomain: st.Subdomain, Version: st.Version})
+			q.push(store.TSIGKeyState{Subdomain: st.Subdomain, Version: st.Version})
 		}
 	})
 	stop = func() { stopKeys(); stopSubs() }
@@ -128,11 +114,6 @@ func FollowKeys(ctx context.Context, src KeySource) (k *Keys, stop func(), err e
 		stop()
 		return nil, nil, fmt.Errorf("dnsserver: load TSIG keys: %w", err)
 	}
-	mu.Lock()
-	for _, st := range pending {
-		k.Apply(st)
-	}
-	loading = false
-	mu.Unlock()
+	q.release()
 	return k, stop, nil
 }
