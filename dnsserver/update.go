@@ -82,11 +82,11 @@ func newUpdater(o UpdateOptions, now func() time.Time) (*updater, error) {
 	}, nil
 }
 
-// isUpdate reports whether pkt is an UPDATE request with one zone: those
-// go to the update path; anything else odd is left to handlePacket.
+// isUpdate reports whether pkt is an UPDATE request (not a response):
+// those go to the update path, which answers a zone count other than one
+// with FORMERR (RFC 2136 §3.1.1) once the signature is checked, as over TCP.
 func isUpdate(pkt []byte) bool {
-	return len(pkt) >= headerLen && pkt[2]&0x80 == 0 && int(pkt[2]>>3)&0xF == dns.OpcodeUpdate &&
-		pkt[4] == 0 && pkt[5] == 1
+	return len(pkt) >= headerLen && pkt[2]&0x80 == 0 && int(pkt[2]>>3)&0xF == dns.OpcodeUpdate
 }
 
 // dispatchUDP answers an UPDATE datagram in its own goroutine: the store

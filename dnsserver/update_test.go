@@ -254,6 +254,10 @@ func TestUpdateRejects(t *testing.T) {
 			m.Question[0].Name = "example.com."
 			m.Insert([]dns.RR{txtRR("x.example.com.", vTwo, dns.ClassINET)})
 		}, key: &keyA, rcode: dns.RcodeNotAuth, macR: true}, // miekg's client cannot verify NOTAUTH replies
+		{name: "no zone section", build: func(m *dns.Msg) {
+			add(ownA, vTwo)(m)
+			m.Question = nil
+		}, key: &keyA, rcode: dns.RcodeFormatError, signedR: true},
 		{name: "zone type not SOA", build: func(m *dns.Msg) {
 			m.Question[0].Qtype = dns.TypeTXT
 			add(ownA, vTwo)(m)
@@ -344,7 +348,7 @@ func TestUpdateRejects(t *testing.T) {
 		}
 	}
 	want := map[string]float64{
-		"applied": 0, "badkey": 4, "badsig": 2, "badtime": 4, "badtrunc": 0, "busy": 0, "formerr": 6, "notauth": 2,
+		"applied": 0, "badkey": 4, "badsig": 2, "badtime": 4, "badtrunc": 0, "busy": 0, "formerr": 8, "notauth": 2,
 		"notzone": 4, "prerequisite_failed": 8, "rate_limited": 0, "refused": 14, "servfail": 0, "unsigned": 2,
 	}
 	for k, v := range want {
