@@ -194,11 +194,8 @@ func (s *Server) serveUpdate(r *dns.Msg, verify func() error, src netip.Addr) []
 	ctx, cancel := context.WithTimeout(u.ctx, u.opts.Timeout)
 	rcode, res := s.applyUpdate(ctx, r, key)
 	cancel()
-	if res == resServFail {
-		s.log.Warn("update failed", "key", key.Name, "subdomain", key.Subdomain)
-	} else {
-		s.log.Debug("update answered", "key", key.Name, "rcode", dns.RcodeToString[rcode], "src", src)
-	}
+	// A store failure was logged where it happened (applyUpdate).
+	s.log.Debug("update answered", "key", key.Name, "rcode", dns.RcodeToString[rcode], "src", src)
 	u.counts.add(res)
 	m.Rcode = rcode
 	b, err := signReply(m, treq, 0, u.kr, now)
