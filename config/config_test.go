@@ -59,6 +59,7 @@ domain = "Auth.Example.ORG"
 		{"dns.updates", c.DNS.Updates, "tsig"},
 		{"dns.tsig_kek_file", c.DNS.TSIGKEKFile, "/etc/delegated/tsig.kek"},
 		{"dns.update_failures_per_minute", c.DNS.UpdateFailuresPerMinute, 10},
+		{"dnssec", c.Zone.DNSSEC, false},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -125,6 +126,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"log format", "[zone]\ndomain = \"a.test\"\n[log]\nformat = \"xml\"", "log.format", "json"},
 		{"wrong type", "[zone]\ndomain = 5", "", "domain"},
 		{"negative ttl", "[zone]\ndomain = \"a.test\"\ntxt_ttl = -1", "", "txt_ttl"},
+		{"dnssec not a bool", "[zone]\ndomain = \"a.test\"\ndnssec = \"yes\"", "", "dnssec"},
+		{"signer's records with dnssec", "[zone]\ndomain = \"a.test\"\ndnssec = true\nrecords = [\"a.test. DNSKEY 257 3 13 aocTrqnPysm1H/sFjULuCzweNjUTLDYKJfoiEN1IALjX9WpZzjxMEjeuL4iipKa5jwklC/PBpF18ySU01Ry5kA==\"]", "zone.records[0]", "made by the signer"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -73,7 +73,7 @@ func FuzzAnswerTCP(f *testing.F) {
 		if r.Response {
 			return // acceptQuery drops these
 		}
-		m := env.srv.answer(&r, true)
+		m, _ := env.srv.answer(&r, true, netip.MustParseAddr("127.0.0.1"))
 		if _, err := m.Pack(); err != nil {
 			t.Fatalf("reply does not pack: %v\n%v", err, m)
 		}

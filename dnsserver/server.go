@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/delegated/delegated/store"
 	"github.com/miekg/dns"
 	"golang.org/x/net/netutil"
 )
@@ -51,7 +52,11 @@ type Options struct {
 	// are dropped. 0 drops them all; 1 truncates them all. Default 0
 	// (config applies 2, as NSD and Knot do).
 	RRLSlip int
-	// Now is the clock for rate limiting; default time.Now.
+	// DNSSECKeys, when not empty, turn online signing on (dnssec.go): one
+	// key must be active. SetDNSSECKeys replaces them while serving.
+	DNSSECKeys []store.DNSSECKey
+	// Now is the clock for rate limiting, signatures and cookies; default
+	// time.Now.
 	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -69,6 +74,9 @@ type Server struct {
 	rrl    *rrl // nil when rate limiting is off
 	counts queryCounts
 	upd    *updater // nil when updates are off
+	// signer is nil when DNSSEC is off; cookies always serve (cookie.go).
+	signer  *signer
+	cookies *cookieJar
 
 	mu    sync.Mutex
 	tcp   []*dns.Server
@@ -101,6 +109,14 @@ func New(opts Options, zc ZoneConfig, view *View) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, zone: z, view: view, log: opts.Logger.With("component", "dns")}
+	if s.cookies, err = newCookieJar(); err != nil {
+		return nil, err
+	}
+	if len(opts.DNSSECKeys) > 0 {
+		if s.signer, err = newSigner(z.origin, zc.NSTTL, opts.Now, opts.DNSSECKeys); err != nil {
+			return nil, err
+		}
+	}
 	if opts.RRLRate > 0 {
 		s.rrl = newRRL(opts.RRLRate, opts.RRLSlip, opts.Now)
 	}
@@ -273,11 +289,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			_ = w.WriteMsg(m)
 		}
 	}()
+	var src netip.Addr
+	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
+		src = ap.Addr()
+	}
 	if r.Opcode == dns.OpcodeUpdate && s.upd != nil {
-		var src netip.Addr
-		if ta, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-			src = ta.AddrPort().Addr()
-		}
 		if b := s.serveUpdate(r, w.TsigStatus, src); b != nil {
 			if _, err := w.Write(b); err != nil {
 				s.log.Debug("dns write failed", "err", err)
@@ -285,7 +301,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 		return
 	}
-	m := s.answer(r, true)
+	m, _ := s.answer(r, true, src)
 	if m == nil {
 		return
 	}
@@ -294,19 +310,20 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-// answer builds the reply to r; nil means send nothing. It counts the reply.
-func (s *Server) answer(r *dns.Msg, tcp bool) *dns.Msg {
-	m := s.buildAnswer(r, tcp)
+// answer builds the reply to r from src; nil means send nothing. It counts
+// the reply and reports what the query's DNS cookie proved.
+func (s *Server) answer(r *dns.Msg, tcp bool, src netip.Addr) (*dns.Msg, cookieVerdict) {
+	m, cv := s.buildAnswer(r, tcp, src)
 	qt := uint16(qtypeNone)
 	if len(r.Question) == 1 {
 		qt = r.Question[0].Qtype
 	}
 	s.counts.add(qt, m.Rcode)
-	return m
+	return m, cv
 }
 
-func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
-	m := new(dns.Msg)
+func (s *Server) buildAnswer(r *dns.Msg, tcp bool, src netip.Addr) (m *dns.Msg, cv cookieVerdict) {
+	m = new(dns.Msg)
 	m.SetReply(r)
 	m.RecursionAvailable = false
 	m.Authoritative = false
@@ -318,9 +335,16 @@ func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
 		replyOpt.SetUDPSize(ednsBufferSize)
 		replyOpt.SetDo(opt.Do())
 		m.Extra = append(m.Extra, replyOpt)
+		var cookie *dns.EDNS0_COOKIE
+		if cookie, cv = s.cookies.check(opt, src, s.opts.Now()); cv == cookieMalformed {
+			m.Rcode = dns.RcodeFormatError
+			return m, cv
+		} else if cookie != nil {
+			replyOpt.Option = append(replyOpt.Option, cookie)
+		}
 		if opt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
-			return m
+			return m, cv
 		}
 	}
 	// RD is copied whatever the opcode, as NSD and Knot do (SetReply
@@ -330,28 +354,37 @@ func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
 	case dns.OpcodeQuery:
 	case dns.OpcodeUpdate, dns.OpcodeNotify:
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, cv
 	default:
 		// Header only, as over UDP: the body of an opcode we do not
 		// know means nothing to us.
 		m.Question = nil
 		m.Rcode = dns.RcodeNotImplemented
-		return m
+		return m, cv
 	}
 	if len(r.Question) != 1 {
 		// Which question would we echo? None, as over UDP from the
 		// header alone.
 		m.Question = nil
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, cv
 	}
 	q := r.Question[0]
 	if q.Qclass != dns.ClassINET {
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, cv
 	}
 	qname := strings.ToLower(q.Name)
 	res, sec := s.lookup(qname, q.Qtype)
+	if s.signer != nil && opt != nil && opt.Do() && res != refused {
+		var err error
+		if res, sec, err = s.signSections(qname, q.Qtype, res, sec, opt.Co()); err != nil {
+			s.log.Error("dnssec signing failed", "qname", qname, "err", err)
+			m.Rcode = dns.RcodeServerFailure
+			return m, cv
+		}
+		replyOpt.SetCo(opt.Co())
+	}
 	switch res {
 	case success, noData:
 		m.Authoritative = true
@@ -361,7 +394,7 @@ func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
 	case delegation:
 	case refused:
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, cv
 	}
 	// Answer owners take the query's spelling (0x20 case randomisation).
 	for _, rr := range sec.answer {
@@ -394,5 +427,5 @@ func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
 	// always compress, which keeps replies small and owner names pointing
 	// at the question (whose case the client chose).
 	m.Compress = true
-	return m
+	return m, cv
 }

@@ -28,10 +28,10 @@ var (
 	errBadTrunc = errors.New("tsig: truncated MAC")
 )
 
-// keyring is a dns.TsigProvider over Keys. Only full-length MACs are
+// keyring is a dns.TsigProvider over TSIGKeys. Only full-length MACs are
 // accepted (our local policy, RFC 8945 §5.2.2.1): a shorter one is
 // BADTRUNC.
-type keyring struct{ keys *Keys }
+type keyring struct{ keys *TSIGKeys }
 
 var _ dns.TsigProvider = keyring{}
 

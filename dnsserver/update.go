@@ -34,7 +34,7 @@ type UpdateOptions struct {
 	// Store receives the changes.
 	Store ValueUpdater
 	// Keys are the accounts' TSIG keys (FollowKeys).
-	Keys *Keys
+	Keys *TSIGKeys
 	// FailuresPerMinute is how many failed signatures (BADKEY, BADSIG,
 	// BADTIME, BADTRUNC) one source prefix (/24, /56) may send per minute
 	// before its updates are refused unchecked. Default 10.

@@ -64,7 +64,7 @@ func newUpdateEnv(t testing.TB, uo UpdateOptions) *updateEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	keys, stopKeys, err := FollowKeys(ctx, st)
+	keys, stopKeys, err := FollowTSIGKeys(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,10 @@ import (
 	"github.com/delegated/delegated/store"
 )
 
-// Keys is the in-memory set of TSIG keys, fed by the store like the View:
+// TSIGKeys is the in-memory set of TSIG keys, fed by the store like the View:
 // verifying an UPDATE never reads the database. Readers load an immutable
 // map with one atomic load; writers (key changes, rare) copy it.
-type Keys struct {
+type TSIGKeys struct {
 	mu sync.Mutex // serialises writers
 	m  atomic.Pointer[keyMaps]
 }
@@ -29,24 +29,24 @@ type keyEntry struct {
 	version int64
 }
 
-// NewKeys returns an empty key set.
-func NewKeys() *Keys {
-	k := &Keys{}
+// NewTSIGKeys returns an empty key set.
+func NewTSIGKeys() *TSIGKeys {
+	k := &TSIGKeys{}
 	k.m.Store(&keyMaps{byName: map[string]*store.TSIGKey{}, bySub: map[string]keyEntry{}})
 	return k
 }
 
 // byName returns the key named name (any case), or nil.
-func (k *Keys) byName(name string) *store.TSIGKey {
+func (k *TSIGKeys) byName(name string) *store.TSIGKey {
 	return k.m.Load().byName[strings.ToLower(name)]
 }
 
 // Len is the number of keys held.
-func (k *Keys) Len() int { return len(k.m.Load().byName) }
+func (k *TSIGKeys) Len() int { return len(k.m.Load().byName) }
 
 // Apply makes the set reflect st; a state older than the one held for its
 // subdomain is ignored.
-func (k *Keys) Apply(st store.TSIGKeyState) {
+func (k *TSIGKeys) Apply(st store.TSIGKeyState) {
 	sub := strings.ToLower(st.Subdomain)
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -86,18 +86,18 @@ func sameKey(a, b *store.TSIGKey) bool {
 		strings.EqualFold(a.Subdomain, b.Subdomain)
 }
 
-// KeySource is what the key set needs from the store.
-type KeySource interface {
+// TSIGKeySource is what the key set needs from the store.
+type TSIGKeySource interface {
 	LoadTSIGKeys(ctx context.Context, fn func(store.TSIGKey) error) error
 	SubscribeTSIGKeys(fn func(store.TSIGKeyState)) (cancel func())
 	Subscribe(fn func(store.SubdomainState)) (cancel func())
 }
 
-// FollowKeys loads every key from src and keeps applying src's key changes
+// FollowTSIGKeys loads every key from src and keeps applying src's key changes
 // (and account deletions) until stop is called. Changes committed during
 // the load are queued and applied after it.
-func FollowKeys(ctx context.Context, src KeySource) (k *Keys, stop func(), err error) {
-	k = NewKeys()
+func FollowTSIGKeys(ctx context.Context, src TSIGKeySource) (k *TSIGKeys, stop func(), err error) {
+	k = NewTSIGKeys()
 	q := newLoadQueue(k.Apply)
 	stopKeys := src.SubscribeTSIGKeys(q.push)
 	stopSubs := src.Subscribe(func(st store.SubdomainState) {
