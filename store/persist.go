@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
-	"strconv"
 )
 
 // persistentExpiry is the expires_at of a value that never expires: the
@@ -47,18 +46,4 @@ func (s *Store) SetPersistentValue(ctx context.Context, subdomain, txt string) e
 	s.writeMu.Unlock()
 	s.confirmEverywhere(ctx, st.Version)
 	return nil
-}
-
-// confirmEverywhere waits, on PostgreSQL, until every live instance has
-// applied the change numbered version (at most ConfirmTimeout), asking them
-// to confirm at once rather than at their next heartbeat.
-func (s *Store) confirmEverywhere(ctx context.Context, version int64) {
-	if !s.notifies() {
-		return
-	}
-	if err := s.notify(ctx, s.db, confirmRequest+strconv.FormatInt(version, 10)); err != nil {
-		// The instances still record it with their next heartbeat.
-		s.log.Debug("asking instances to confirm at once failed", "err", err)
-	}
-	s.waitConfirmed(ctx, version)
 }
