@@ -22,6 +22,14 @@ func (a *API) clientAddr(r *http.Request) (netip.Addr, bool) {
 	return clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.trusted)
 }
 
+// ClientAddrFunc is the same rule for other handlers on the listener (the
+// operator console's login limit), given the configured trusted proxies.
+func ClientAddrFunc(trusted []netip.Prefix) func(*http.Request) (netip.Addr, bool) {
+	return func(r *http.Request) (netip.Addr, bool) {
+		return clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
+	}
+}
+
 func clientAddr(remoteAddr string, forwarded []string, trusted []netip.Prefix) (netip.Addr, bool) {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
