@@ -31,14 +31,16 @@ const (
 // issuerService is the daemon's issuer with its operator API. A nil
 // *issuerService (no [issuer] section) does nothing.
 type issuerService struct {
-	iss *issuer.Issuer
-	op  *httpapi.Operator
+	iss    *issuer.Issuer
+	op     *httpapi.Operator
+	token  string
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
 	// console is the operator console; nil without a token.
 	console *console.Console
-	token   string
-	log     *slog.Logger
-	cancel  context.CancelFunc
-	done    chan struct{}
+}
 }
 
 // newIssuerService builds the issuer from cfg.Issuer; nil when absent.
