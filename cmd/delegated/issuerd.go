@@ -41,7 +41,6 @@ type issuerService struct {
 	// console is the operator console; nil without a token.
 	console *console.Console
 }
-}
 
 // newIssuerService builds the issuer from cfg.Issuer; nil when absent.
 func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*issuerService, error) {
