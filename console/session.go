@@ -91,7 +91,8 @@ func (s *sessions) verify(value string) (session, error) {
 	if !ok {
 		return session{}, errBadSession
 	}
-	enc := base64.RawURLEncoding
+	// Strict: one encoding per value, so no second spelling of a cookie.
+	enc := base64.RawURLEncoding.Strict()
 	p, err1 := enc.DecodeString(payloadB64)
 	m, err2 := enc.DecodeString(macB64)
 	if err1 != nil || err2 != nil || len(p) != payloadLen || len(m) != macLen {
