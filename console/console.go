@@ -115,6 +115,7 @@ func New(opts Options) (*Console, error) {
 		".html": "text/html; charset=utf-8",
 		".js":   "text/javascript; charset=utf-8",
 		".css":  "text/css; charset=utf-8",
+		".svg":  "image/svg+xml",
 	}
 	err = fs.WalkDir(assets, "assets", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -167,7 +168,9 @@ func (c *Console) Handler() http.Handler {
 		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer browsers send
+		// "Origin: null" on the login form, which sameOrigin refuses.
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
 		mux.ServeHTTP(w, r)

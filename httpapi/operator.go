@@ -223,7 +223,7 @@ type issueRequest struct {
 
 func (o *Operator) list(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	v, err := o.iss.Certificates(r.Context())
-	o.reply(w, v, err)
+	o.replyList(w, r, v, err)
 }
 
 func (o *Operator) get(w http.ResponseWriter, r *http.Request, p httprouter.Params) {

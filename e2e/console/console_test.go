@@ -306,6 +306,15 @@ func testManyCertificates(t *testing.T, s *e2e.Stack, b *browser) {
 	b.do("reload with 10,000 certificates", chromedp.Navigate(s.APIURL+"/console/"))
 	b.waitFor("certificates view", 30*time.Second, `document.body.dataset.ready === 'true'`, `document.body.innerText.slice(0, 500)`)
 	ready := eval[float64](b, `performance.getEntriesByName('console-ready')[0].startTime`)
+	timing := eval[string](b, `(() => {
+		const r = performance.getEntriesByType('resource').find(e => e.name.endsWith('/v1/certificates'));
+		const nav = performance.getEntriesByType('navigation')[0];
+		return 'page loaded ' + nav.domContentLoadedEventEnd.toFixed(0) + ' ms; GET /v1/certificates sent at ' + r.requestStart.toFixed(0) +
+			' ms, first byte after ' + (r.responseStart - r.requestStart).toFixed(0) + ' ms, body ' + (r.responseEnd - r.responseStart).toFixed(0) +
+			' ms (' + (r.decodedBodySize / 1e6).toFixed(1) + ' MB); parsed ' + (performance.getEntriesByName('console-parsed')[0].startTime - r.responseEnd).toFixed(0) +
+			' ms later, rendered ' + (performance.getEntriesByName('console-ready')[0].startTime - performance.getEntriesByName('console-parsed')[0].startTime).toFixed(0) + ' ms after that';
+	})()`)
+	t.Logf("10,000 certificates: %s", timing)
 	rows := eval[int](b, `document.querySelectorAll('#rows tr[data-cert]').length`)
 	summary := eval[string](b, `document.getElementById('summary').textContent`)
 	// Interactive: a filter keystroke narrows 10,000 rows to one, timed in
