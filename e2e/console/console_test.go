@@ -311,7 +311,7 @@ func testManyCertificates(t *testing.T, s *e2e.Stack, b *browser) {
 		const nav = performance.getEntriesByType('navigation')[0];
 		return 'page loaded ' + nav.domContentLoadedEventEnd.toFixed(0) + ' ms; GET /v1/certificates sent at ' + r.requestStart.toFixed(0) +
 			' ms, first byte after ' + (r.responseStart - r.requestStart).toFixed(0) + ' ms, body ' + (r.responseEnd - r.responseStart).toFixed(0) +
-			' ms (' + (r.decodedBodySize / 1e6).toFixed(1) + ' MB); parsed ' + (performance.getEntriesByName('console-parsed')[0].startTime - r.responseEnd).toFixed(0) +
+			' ms (' + (r.decodedBodySize / 1e6).toFixed(1) + ' MB, ' + (r.encodedBodySize / 1e6).toFixed(2) + ' MB on the wire); parsed ' + (performance.getEntriesByName('console-parsed')[0].startTime - r.responseEnd).toFixed(0) +
 			' ms later, rendered ' + (performance.getEntriesByName('console-ready')[0].startTime - performance.getEntriesByName('console-parsed')[0].startTime).toFixed(0) + ' ms after that';
 	})()`)
 	t.Logf("10,000 certificates: %s", timing)
