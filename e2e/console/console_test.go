@@ -35,7 +35,7 @@ func row(name string) string {
 	return `document.querySelector('tr[data-cert="' + CSS.escape(` + js(name) + `) + '"]')`
 }
 
-// rowText is the text of a cell of the row (” when there is no row).
+// rowText is the text of a cell of the row, empty when there is no row.
 func rowText(name, sel string) string {
 	return `((r) => { const e = r && r.querySelector(` + js(sel) + `); return e ? e.textContent : ''; })(` + row(name) + `)`
 }
