@@ -30,6 +30,7 @@
     rows: new Map(), // name -> {key, tr}
     pollTimer: 0,
     etag: '',
+    issued: '',
   };
 
   const $ = (id) => document.getElementById(id);
@@ -216,9 +217,11 @@
 
     const details = el('td', { class: 'details' });
     if (c.serial) details.append(el('div', { class: 'serial' }, 'serial ', el('code', {}, c.serial)));
-    if (c.last_error) details.append(el('p', { class: 'error last-error' }, c.last_error));
+    const d = c.status === 'pending delegation' ? state.delegations.get(c.name) : undefined;
+    // A pending row's last error lists the same records as the check
+    // below it: show it only until the check is there.
+    if (c.last_error && !d) details.append(el('p', { class: 'error last-error' }, c.last_error));
     if (c.status === 'pending delegation') {
-      const d = state.delegations.get(c.name);
       if (d) {
         details.append(recordList(c.name, d.dels), el('div', { class: 'hint' }, 'checked ' + new Date(d.at).toLocaleTimeString()));
       } else {
@@ -304,6 +307,13 @@
     setText($('page'), 'Page ' + (state.page + 1) + ' of ' + pages);
     $('prev').disabled = state.page === 0;
     $('next').disabled = state.page >= pages - 1;
+
+    const issued = document.getElementById('issued-status');
+    const cert = issued && state.certs.find((c) => c.name === state.issued);
+    if (cert && issued.textContent !== cert.status) {
+      issued.textContent = cert.status;
+      issued.className = 'status status-' + cert.status.replace(/ /g, '-');
+    }
 
     fetchDelegations(slice);
     watchProcessing(slice);
@@ -487,10 +497,13 @@
     setTimeout(() => { button.textContent = 'Copy'; }, 1500);
   }
 
+  // showIssued shows the certificate the form created; render keeps its
+  // status current.
   function showIssued(cert) {
+    state.issued = cert.name;
     const out = $('issue-result');
     out.replaceChildren();
-    out.append(el('p', {}, el('strong', {}, cert.name), ': ', el('span', { class: 'status status-' + cert.status.replace(/ /g, '-') }, cert.status)));
+    out.append(el('p', {}, el('strong', {}, cert.name), ': ', el('span', { class: 'status status-' + cert.status.replace(/ /g, '-'), id: 'issued-status' }, cert.status)));
     if (cert.last_error) out.append(el('p', { class: 'error' }, cert.last_error));
     const dels = cert.delegations || [];
     if (dels.length) {
