@@ -311,8 +311,9 @@
     const issued = document.getElementById('issued-status');
     const cert = issued && state.certs.find((c) => c.name === state.issued);
     if (cert && issued.textContent !== cert.status) {
-      issued.textContent = cert.status;
-      issued.className = 'status status-' + cert.status.replace(/ /g, '-');
+      // Records stay on show only while they are still awaited.
+      const d = cert.status === 'pending delegation' ? state.delegations.get(cert.name) : undefined;
+      showIssued(Object.assign({}, cert, { delegations: d ? d.dels : [] }));
     }
 
     fetchDelegations(slice);
