@@ -42,10 +42,10 @@ type Options struct {
 	// defaults 5 and 1 minute.
 	LoginFailures int
 	LoginWindow   time.Duration
-	// ClientAddr is the request's source address for the login limit
-	// (the API's view, which knows trusted proxies); ok false refuses the
-	// login. Default: the TCP peer.
-	ClientAddr func(*http.Request) (addr netip.Addr, ok bool)
+	// ClientSource is the source a login counts against (the API's view:
+	// it knows trusted proxies and groups IPv6 by /64); ok false refuses
+	// the login. Default: the TCP peer's address alone.
+	ClientSource func(*http.Request) (src netip.Prefix, ok bool)
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger; default slog.Default().
@@ -97,8 +97,8 @@ func New(opts Options) (*Console, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.ClientAddr == nil {
-		opts.ClientAddr = peerAddr
+	if opts.ClientSource == nil {
+		opts.ClientSource = peerSource
 	}
 	c := &Console{
 		opts:     opts,
@@ -135,12 +135,13 @@ func New(opts Options) (*Console, error) {
 	return c, nil
 }
 
-func peerAddr(r *http.Request) (netip.Addr, bool) {
+func peerSource(r *http.Request) (netip.Prefix, bool) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		return netip.Addr{}, false
+		return netip.Prefix{}, false
 	}
-	return ap.Addr().Unmap(), true
+	a := ap.Addr().Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), true
 }
 
 // Authorized reports whether r carries a console session and, for a
@@ -245,7 +246,7 @@ func sameOrigin(r *http.Request) bool {
 }
 
 func (c *Console) loginSubmit(w http.ResponseWriter, r *http.Request) {
-	addr, ok := c.opts.ClientAddr(r)
+	addr, ok := c.opts.ClientSource(r)
 	if !ok {
 		c.renderLogin(w, http.StatusBadRequest, "Your address could not be determined; log in directly, not through an untrusted proxy.")
 		return
@@ -326,7 +327,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	c.sessions.end(ss)
 	http.SetCookie(w, c.cookie(r, "", time.Time{}))
-	if addr, ok := c.opts.ClientAddr(r); ok {
+	if addr, ok := c.opts.ClientSource(r); ok {
 		c.log.Info("console logout", "client", addr)
 	}
 	w.WriteHeader(http.StatusNoContent)

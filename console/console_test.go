@@ -207,8 +207,20 @@ func TestLoginRateLimited(t *testing.T) {
 	}
 }
 
-func TestLoginRateLimitIPv6Prefix(t *testing.T) {
-	c := newTestConsole(t, testToken, &clock{t: time.Unix(1e9, 0)})
+func TestLoginRateLimitBySource(t *testing.T) {
+	// The source is what Options.ClientSource says: here every address of
+	// 2001:db8::/64 is one source.
+	c, err := New(Options{Token: testToken, Now: (&clock{t: time.Unix(1e9, 0)}).now, ClientSource: func(r *http.Request) (netip.Prefix, bool) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			return netip.Prefix{}, false
+		}
+		p, _ := ap.Addr().Prefix(64)
+		return p, true
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := c.Handler()
 	for i := 0; i < 5; i++ {
 		addr := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i + 1)})
@@ -216,7 +228,10 @@ func TestLoginRateLimitIPv6Prefix(t *testing.T) {
 	}
 	w := login(t, h, testToken, func(r *http.Request) { r.RemoteAddr = "[2001:db8::99]:1" })
 	if w.Code != http.StatusTooManyRequests {
-		t.Fatalf("another address in the same /64: %d, want 429", w.Code)
+		t.Fatalf("another address of the same source: %d, want 429", w.Code)
+	}
+	if w := login(t, h, testToken, func(r *http.Request) { r.RemoteAddr = "bad" }); w.Code != http.StatusBadRequest {
+		t.Fatalf("unknown source: %d, want 400", w.Code)
 	}
 }
 

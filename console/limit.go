@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// loginLimiter counts failed logins per source (IPv4 address, IPv6 /64) in
+// loginLimiter counts failed logins per source (Options.ClientSource) in
 // a fixed window: after max failures the source is refused until its
 // window ends. Right tokens are not counted, so an operator who mistyped
 // a few times still gets in once the window passes; guessing a token at
@@ -33,32 +33,21 @@ func newLoginLimiter(max int, window time.Duration, now func() time.Time) *login
 	return &loginLimiter{max: max, window: window, now: now, sources: map[netip.Prefix]failures{}}
 }
 
-func source(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 32
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
-}
-
-// blocked reports whether addr has used up its failures, and until when.
-func (l *loginLimiter) blocked(addr netip.Addr) (time.Time, bool) {
+// blocked reports whether src has used up its failures, and until when.
+func (l *loginLimiter) blocked(src netip.Prefix) (time.Time, bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f, ok := l.sources[source(addr)]
+	f, ok := l.sources[src]
 	if !ok || now.Sub(f.start) >= l.window {
 		return time.Time{}, false
 	}
 	return f.start.Add(l.window), f.n >= l.max
 }
 
-// fail records a failed login from addr.
-func (l *loginLimiter) fail(addr netip.Addr) {
+// fail records a failed login from src.
+func (l *loginLimiter) fail(key netip.Prefix) {
 	now := l.now()
-	key := source(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f, ok := l.sources[key]

@@ -22,11 +22,17 @@ func (a *API) clientAddr(r *http.Request) (netip.Addr, bool) {
 	return clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.trusted)
 }
 
-// ClientAddrFunc is the same rule for other handlers on the listener (the
-// operator console's login limit), given the configured trusted proxies.
-func ClientAddrFunc(trusted []netip.Prefix) func(*http.Request) (netip.Addr, bool) {
-	return func(r *http.Request) (netip.Addr, bool) {
-		return clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
+// ClientSourceFunc gives other handlers on the listener (the operator
+// console's login limit) the source a request counts against, by the same
+// rules as /register's limit: the client address (trusting
+// X-Forwarded-For only from trusted), IPv6 grouped by /64.
+func ClientSourceFunc(trusted []netip.Prefix) func(*http.Request) (netip.Prefix, bool) {
+	return func(r *http.Request) (netip.Prefix, bool) {
+		a, ok := clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
+		if !ok {
+			return netip.Prefix{}, false
+		}
+		return sourceKey(a), true
 	}
 }
 

@@ -106,7 +106,7 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 	if token != "" {
 		// The console logs in with the operator token; its sessions are
 		// the operator API's other credential.
-		s.console, err = console.New(console.Options{Token: token, ClientAddr: httpapi.ClientAddrFunc(cfg.API.TrustedProxyPrefixes), Logger: log})
+		s.console, err = console.New(console.Options{Token: token, ClientSource: httpapi.ClientSourceFunc(cfg.API.TrustedProxyPrefixes), Logger: log})
 		if err != nil {
 			return nil, err
 		}
