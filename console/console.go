@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"path"
 	"strconv"
 	"time"
@@ -169,8 +168,6 @@ func (c *Console) Handler() http.Handler {
 		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
-		// same-origin, not no-referrer: with no-referrer browsers send
-		// "Origin: null" on the login form, which sameOrigin refuses.
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
@@ -234,25 +231,10 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 	c.renderLogin(w, http.StatusOK, "")
 }
 
-// sameOrigin refuses a request another site's page sent: browsers send
-// Origin with every POST, and a mismatch is a cross-site form.
-func sameOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return true
-	}
-	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
-}
-
 func (c *Console) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	addr, ok := c.opts.ClientSource(r)
 	if !ok {
 		c.renderLogin(w, http.StatusBadRequest, "Your address could not be determined; log in directly, not through an untrusted proxy.")
-		return
-	}
-	if !sameOrigin(r) {
-		c.renderLogin(w, http.StatusForbidden, "This login came from another site's page and was refused.")
 		return
 	}
 	if until, blocked := c.limiter.blocked(addr); blocked {
