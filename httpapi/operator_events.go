@@ -8,8 +8,8 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
-// maxEventStream bounds one events stream; a client that wants more
-// opens another.
+// maxEventStream bounds one events stream (a client that wants more
+// opens another) and the write deadline of any progress stream.
 const maxEventStream = 10 * time.Minute
 
 // events streams a certificate's progress as NDJSON, like a waiting
@@ -21,8 +21,6 @@ func (o *Operator) events(w http.ResponseWriter, r *http.Request, p httprouter.P
 	name := p.ByName("name")
 	ctx, cancel := context.WithTimeout(r.Context(), maxEventStream)
 	defer cancel()
-	// The listener's write timeout is sized for replies, not streams.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(maxEventStream + 10*time.Second))
 	r = r.WithContext(ctx)
 	o.run(w, r, name, true, func() (any, bool, error) {
 		v, err := o.iss.Certificate(ctx, name)
