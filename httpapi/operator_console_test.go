@@ -14,36 +14,6 @@ import (
 	"time"
 )
 
-// TestOperatorSession: the console's session is the alternative to the
-// token, never with a wrong token beside it and never without a token
-// configured.
-func TestOperatorSession(t *testing.T) {
-	tests := []struct {
-		name, token, auth string
-		session           bool
-		want              int
-	}{
-		{"session", "s3cret", "", true, http.StatusNotFound}, // passes to the routes
-		{"no session", "s3cret", "", false, http.StatusUnauthorized},
-		{"session beside a wrong token", "s3cret", "Bearer nope", true, http.StatusUnauthorized},
-		{"session without a token configured", "", "", true, http.StatusUnauthorized},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := NewOperator(OperatorOptions{Token: tc.token, Session: func(*http.Request) bool { return tc.session }}, nil).TokenHandler()
-			req := httptest.NewRequest(http.MethodPost, "/v1/nothing", nil)
-			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != tc.want {
-				t.Errorf("status %d, want %d (%s)", rec.Code, tc.want, rec.Body)
-			}
-		})
-	}
-}
-
 // TestReplyList: an ETag, 304 for the client's current copy, gzip for a
 // large list when accepted.
 func TestReplyList(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -10,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/delegated/delegated/httpapi"
-	"github.com/delegated/delegated/store"
 )
 
 // TestConsoleWiring: the console is mounted only with an operator token,
@@ -20,21 +18,7 @@ func TestConsoleWiring(t *testing.T) {
 	for _, token := range []string{"", "console-wiring-token"} {
 		t.Run("token="+token, func(t *testing.T) {
 			t.Setenv(envOperatorToken, token)
-			dir := t.TempDir()
-			cfg, err := loadConfig(writeExtConfig(t, dir, issuerSection))
-			if err != nil {
-				t.Fatal(err)
-			}
-			log := slog.New(slog.DiscardHandler)
-			st, err := store.Open(context.Background(), "sqlite3", cfg.Store.DSN, store.Options{Logger: log})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			isvc, err := newIssuerService(cfg, st, log)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg, st, isvc := testIssuerService(t, t.TempDir(), issuerSection)
 			opts := httpapi.Options{Zone: cfg.Zone.Domain}
 			if err := isvc.wire(&opts); err != nil {
 				t.Fatal(err)
