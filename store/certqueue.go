@@ -104,12 +104,13 @@ type Due struct {
 	NextAction time.Time
 }
 
-// DueCertificates returns up to limit certificates whose next action is at
-// or before now, the longest waiting first (an index range scan).
-func (s *Store) DueCertificates(ctx context.Context, now time.Time, limit int) ([]Due, error) {
+// DueCertificates returns up to limit certificates with status whose next
+// action is at or before now, the longest waiting first (a range scan of
+// the (status, next_action) index).
+func (s *Store) DueCertificates(ctx context.Context, now time.Time, status string, limit int) ([]Due, error) {
 	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(
-		`SELECT name, status, next_action FROM certificates WHERE next_action > 0 AND next_action <= ? ORDER BY next_action LIMIT ?`),
-		now.UnixNano(), limit)
+		`SELECT name, status, next_action FROM certificates WHERE status = ? AND next_action > 0 AND next_action <= ? ORDER BY next_action LIMIT ?`),
+		status, now.UnixNano(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: due certificates: %w", err)
 	}

@@ -109,7 +109,7 @@ func migrations() []migration {
 				expires_at BIGINT NOT NULL
 			);`,
 		},
-			{
+		{
 			// The issuer's scheduler index (issuer/scheduler.go): next_action
 			// is when a certificate next needs work (0: never), so due work
 			// is found through an index instead of a scan that reads every
@@ -124,7 +124,7 @@ func migrations() []migration {
 			ALTER TABLE certificates ADD COLUMN renew_info_at BIGINT NOT NULL DEFAULT 0;
 			UPDATE certificates SET next_action = 1 WHERE status <> 'revoked';
 			CREATE INDEX certificates_by_next_action ON certificates(next_action);
-			CREATE INDEX certificates_by_status ON certificates(status);`,
+			CREATE INDEX certificates_by_status ON certificates(status, next_action);`,
 		},
-}
+	}
 }
