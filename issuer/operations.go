@@ -295,20 +295,9 @@ func (i *Issuer) Delegation(ctx context.Context, name string) ([]Cert, error) {
 	return out, nil
 }
 
-// State is the issuer's own state: its queues and the CA's rate limit.
-type State struct {
-	// Queued and Running per pool: "checks", "orders", "plans".
-	Queued  map[string]int `json:"queued"`
-	Running map[string]int `json:"running"`
-	// PausedUntil is set while the CA's rate limit pauses ordering for
-	// the account; PauseReason is the CA's words.
-	PausedUntil time.Time `json:"paused_until,omitzero"`
-	PauseReason string    `json:"pause_reason,omitempty"`
-}
-
 // State reports the queues and the CA rate-limit pause.
-func (i *Issuer) State() State {
-	s := State{Queued: map[string]int{}, Running: map[string]int{}}
+func (i *Issuer) State() operator.IssuerState {
+	s := operator.IssuerState{Queued: map[string]int{}, Running: map[string]int{}}
 	for _, q := range []*workQueue{i.checks, i.orders, i.plans} {
 		s.Queued[q.name], s.Running[q.name] = q.depth()
 	}

@@ -173,3 +173,16 @@ func (e *BatchError) Error() string {
 
 // Unwrap makes a batch error an ErrInvalid.
 func (e *BatchError) Unwrap() error { return ErrInvalid }
+
+// IssuerState is the issuer's own state: its work queues and the CA's
+// rate limit.
+type IssuerState struct {
+	// Queued and Running per pool: "checks" (delegation re-checks),
+	// "orders" (ACME attempts), "plans" (renewal planning, ARI).
+	Queued  map[string]int `json:"queued"`
+	Running map[string]int `json:"running"`
+	// PausedUntil is set while the CA's rate limit pauses ordering for
+	// the whole account; PauseReason is the CA's words.
+	PausedUntil time.Time `json:"paused_until,omitzero"`
+	PauseReason string    `json:"pause_reason,omitempty"`
+}
