@@ -79,13 +79,6 @@ func (q *workQueue) submit(name string) bool {
 	}
 }
 
-// has reports whether name is queued or running.
-func (q *workQueue) has(name string) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.pending[name]
-}
-
 // free is how many more names the queue takes now.
 func (q *workQueue) free() int { return cap(q.ch) - len(q.ch) }
 
