@@ -138,6 +138,9 @@ func runHook(ctx context.Context, hook string, r hookRun) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hook)
 	cmd.Env = r.env()
+	// A child of the hook that outlives it (a daemon it started) must not
+	// hold the attempt: stop reading its output soon after.
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
