@@ -70,16 +70,17 @@ func (p *pacer) refund() {
 	p.mu.Unlock()
 }
 
-// pause holds every attempt until until; it reports whether this extended
-// the pause (the first 429 of a burst says so in the log, not every one).
+// pause holds every attempt until until (a later until extends a pause in
+// force); it reports whether this started a pause, so the 429s of
+// concurrent orders say so in the log once, not each.
 func (p *pacer) pause(until time.Time, reason string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !until.After(p.pausedUntil) {
-		return false
+	started := !p.now().Before(p.pausedUntil)
+	if until.After(p.pausedUntil) {
+		p.pausedUntil, p.pauseReason = until, reason
 	}
-	p.pausedUntil, p.pauseReason = until, reason
-	return true
+	return started
 }
 
 // paused returns the pause in force (zero time when none).

@@ -278,10 +278,11 @@ func (i *Issuer) schedule(ctx context.Context, c *store.Certificate) {
 		return
 	}
 	attrs := []any{"cert", c.Name, "source", plan.source, "renew_at", plan.at.UTC().Format(time.RFC3339),
-		"not_after", c.NotAfter.UTC().Format(time.RFC3339), "next_check", infoAt.UTC().Format(time.RFC3339)}
+		"not_after", c.NotAfter.UTC().Format(time.RFC3339)}
 	if plan.window != nil {
 		attrs = append(attrs, "ari_window_start", plan.window.Start.UTC().Format(time.RFC3339), "ari_window_end", plan.window.End.UTC().Format(time.RFC3339))
 	}
+	attrs = append(attrs, "next_check", infoAt.UTC().Format(time.RFC3339))
 	if plan.retryAfter > 0 {
 		attrs = append(attrs, "retry_after", plan.retryAfter)
 	}
