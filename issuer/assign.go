@@ -130,4 +130,3 @@ func (i *Issuer) createChallengeNameWith(ctx context.Context, base, subdomain st
 	i.log.Info("challenge subdomain assigned", "base_name", base, "subdomain", subdomain)
 	return r.Name, nil
 }
-

@@ -236,4 +236,3 @@ func (i *Issuer) checkDelegations(ctx context.Context, dels []Delegation) {
 	}
 	wg.Wait()
 }
-

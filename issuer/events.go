@@ -53,4 +53,3 @@ func (i *Issuer) publish(name string, ev Event) {
 		}
 	}
 }
-

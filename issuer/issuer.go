@@ -161,7 +161,7 @@ type Issuer struct {
 	// flushing holds certificates whose check result waits to be written.
 	flushing map[string]bool
 	subs     map[string]map[int]chan Event
-	next int
+	next     int
 }
 
 // New builds an issuer. solver places challenge values (providers.Local).
@@ -262,4 +262,3 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 // Encrypt's 300 new orders per account per 3 hours, leaving room for an
 // operator's own.
 const DefaultOrdersPerHour = 90
-

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-		"os"
+	"os"
 	"time"
 
 	"github.com/google/uuid"
