@@ -23,6 +23,8 @@ const persistLabel = "_validation-persist"
 type persistStore interface {
 	SetPersistentValue(ctx context.Context, subdomain, txt string) error
 	Values(ctx context.Context, subdomain string) ([]string, error)
+	DeleteChallengeName(ctx context.Context, baseName string) error
+	DeleteAccount(ctx context.Context, username string) error
 }
 
 // persistKey is the challenge-names key of base's dns-persist-01
@@ -160,7 +162,7 @@ func (i *Issuer) persistWildcard(ctx context.Context, base string, domains []str
 	if slices.Contains(domains, "*."+base) {
 		return true, nil
 	}
-	certs, err := i.store.Certificates(ctx)
+	certs, err := i.store.CertificateSummaries(ctx, store.CertificateFilter{Domain: base})
 	if err != nil {
 		return false, err
 	}
@@ -178,9 +180,15 @@ func (i *Issuer) persistWildcard(ctx context.Context, base string, domains []str
 // wildcards no remaining certificate needs loses policy=wildcard. It runs
 // after a certificate is deleted or moves to another method or domains.
 func (i *Issuer) syncPersist(ctx context.Context, domains []string) error {
-	certs, err := i.store.Certificates(ctx)
-	if err != nil {
-		return err
+	// Summaries (no key material) carry the method; every certificate a
+	// record serves has a domain at or under its base name.
+	var certs []store.Certificate
+	for _, base := range baseNames(domains) {
+		cs, err := i.store.CertificateSummaries(ctx, store.CertificateFilter{Domain: base})
+		if err != nil {
+			return err
+		}
+		certs = append(certs, cs...)
 	}
 	for _, base := range baseNames(domains) {
 		used, wildcard := false, false
@@ -226,15 +234,4 @@ func (i *Issuer) syncPersist(ctx context.Context, domains []string) error {
 		}
 	}
 	return nil
-}
-
-// baseNames returns the distinct base names of domains, in order.
-func baseNames(domains []string) []string {
-	var out []string
-	for _, d := range domains {
-		if base := providers.BaseName(d); !slices.Contains(out, base) {
-			out = append(out, base)
-		}
-	}
-	return out
 }
