@@ -38,8 +38,12 @@ type Certificate struct {
 	// OrderURL is an ACME order in flight and OrderKeyPEM the key of its
 	// CSR, kept so a restart resumes the order instead of placing another.
 	OrderURL, OrderKeyPEM string
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	// CA names the configured CA that issued the current material ("" in
+	// rows older than the column); CAPin, when set, is the only CA the
+	// certificate may be ordered from; OrderCA is the CA of OrderURL.
+	CA, CAPin, OrderCA string
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
 }
 
 // LogValue keeps key material out of logs.
@@ -80,7 +84,7 @@ func (a ACMEAccount) LogValue() slog.Value {
 
 const certColumns = `name, domains, status, last_error, cert_pem, chain_pem, key_pem, serial,
 	not_before, not_after, attempts, next_attempt, renew_at, renew_checked_at, order_url, order_key_pem,
-	created_at, updated_at`
+	ca, ca_pin, order_ca, created_at, updated_at`
 
 // SaveCertificate inserts or replaces the certificate named c.Name.
 func (s *Store) SaveCertificate(ctx context.Context, c Certificate) error {
@@ -135,16 +139,18 @@ func (s *Store) saveCertificate(ctx context.Context, db execer, c Certificate) e
 		c.CreatedAt = now
 	}
 	_, err = db.ExecContext(ctx, s.dialect.rebind(`INSERT INTO certificates (`+certColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET domains = excluded.domains, status = excluded.status,
 			last_error = excluded.last_error, cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem,
 			key_pem = excluded.key_pem, serial = excluded.serial, not_before = excluded.not_before,
 			not_after = excluded.not_after, attempts = excluded.attempts, next_attempt = excluded.next_attempt,
 			renew_at = excluded.renew_at, renew_checked_at = excluded.renew_checked_at, order_url = excluded.order_url,
-			order_key_pem = excluded.order_key_pem, updated_at = excluded.updated_at`),
+			order_key_pem = excluded.order_key_pem, ca = excluded.ca, ca_pin = excluded.ca_pin,
+			order_ca = excluded.order_ca, updated_at = excluded.updated_at`),
 		c.Name, string(domains), c.Status, c.LastError, c.CertPEM, c.ChainPEM, c.KeyPEM, c.Serial,
 		unixNano(c.NotBefore), unixNano(c.NotAfter), c.Attempts, unixNano(c.NextAttempt),
-		unixNano(c.RenewAt), unixNano(c.RenewCheckedAt), c.OrderURL, c.OrderKeyPEM, c.CreatedAt.UnixNano(), now.UnixNano())
+		unixNano(c.RenewAt), unixNano(c.RenewCheckedAt), c.OrderURL, c.OrderKeyPEM,
+		c.CA, c.CAPin, c.OrderCA, c.CreatedAt.UnixNano(), now.UnixNano())
 	return err
 }
 
@@ -200,7 +206,8 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 			created, updated                            int64
 		)
 		if err := rows.Scan(&c.Name, &domains, &c.Status, &c.LastError, &c.CertPEM, &c.ChainPEM, &c.KeyPEM, &c.Serial,
-			&notBefore, &notAfter, &c.Attempts, &next, &renewAt, &checked, &c.OrderURL, &c.OrderKeyPEM, &created, &updated); err != nil {
+			&notBefore, &notAfter, &c.Attempts, &next, &renewAt, &checked, &c.OrderURL, &c.OrderKeyPEM,
+			&c.CA, &c.CAPin, &c.OrderCA, &created, &updated); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(domains), &c.Domains); err != nil {
