@@ -24,7 +24,7 @@ import (
 type Issuer interface {
 	// Issue records a request; started reports whether an attempt began,
 	// whose progress Watch then delivers.
-	Issue(ctx context.Context, name string, domains []string) (payload any, started bool, err error)
+	Issue(ctx context.Context, req IssueRequest) (payload any, started bool, err error)
 	Certificates(ctx context.Context) (any, error)
 	Certificate(ctx context.Context, name string) (any, error)
 	Delegation(ctx context.Context, name string) (any, error)
@@ -209,9 +209,17 @@ func (o *Operator) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-type issueRequest struct {
+// IssueRequest asks for a certificate.
+type IssueRequest struct {
 	Name    string   `json:"name"`
 	Domains []string `json:"domains"`
+	// CA pins the certificate to the configured CA of that name ("": the
+	// CAs in order of preference, with fallback).
+	CA string `json:"ca"`
+}
+
+type issueRequest struct {
+	IssueRequest
 	// Wait streams progress (NDJSON) until the attempt ends.
 	Wait bool `json:"wait"`
 }
@@ -252,8 +260,8 @@ func (o *Operator) issue(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	if !o.decode(w, r, &req) {
 		return
 	}
-	name := strings.TrimSpace(req.Name)
-	o.run(w, r, name, req.Wait, func() (any, bool, error) { return o.iss.Issue(r.Context(), name, req.Domains) })
+	req.Name = strings.TrimSpace(req.Name)
+	o.run(w, r, req.Name, req.Wait, func() (any, bool, error) { return o.iss.Issue(r.Context(), req.IssueRequest) })
 }
 
 func (o *Operator) retry(w http.ResponseWriter, r *http.Request, p httprouter.Params) {

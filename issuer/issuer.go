@@ -9,18 +9,15 @@ package issuer
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-acme/lego/v4/acme/api"
 	"github.com/google/uuid"
 	"github.com/miekg/dns"
 	"golang.org/x/crypto/bcrypt"
@@ -41,6 +38,7 @@ type Store interface {
 	CertificateByName(ctx context.Context, name string) (store.Certificate, error)
 	Certificates(ctx context.Context) ([]store.Certificate, error)
 	DeleteCertificate(ctx context.Context, name string) error
+	caStateStore
 	ACMEAccountFor(ctx context.Context, directory, email string) (store.ACMEAccount, error)
 	SaveACMEAccount(ctx context.Context, a store.ACMEAccount) error
 	Leaser
@@ -58,7 +56,15 @@ type Options struct {
 	// Zone is delegated's zone, e.g. "auth.example.org." (challenge
 	// subdomains live under it).
 	Zone string
-	// Directory is the CA's ACME directory URL. Required.
+	// CAs are the certificate authorities in order of preference (see
+	// CA). Empty means one CA named "default" from the single-CA fields
+	// below (Directory, Email, CARoots, KeyType, EAB*, PreferredChain).
+	CAs []CA
+	// CABackoff is how long a CA that failed on its side is skipped,
+	// doubling with each further failure up to an hour; a rate limit's
+	// Retry-After overrides it. Default 5m.
+	CABackoff time.Duration
+	// Directory is the CA's ACME directory URL (single-CA form).
 	Directory string
 	// Email is the ACME account contact; may be empty.
 	Email string
@@ -111,15 +117,13 @@ type Options struct {
 // Issuer is safe for concurrent use. Run must be running for scheduled
 // work (re-checks, retries) to happen.
 type Issuer struct {
-	opts       Options
-	store      Store
-	solver     Solver
-	checker    *checker
-	log        *slog.Logger
-	httpClient *http.Client
-
-	coreMu   sync.Mutex
-	acmeCore *api.Core
+	opts    Options
+	store   Store
+	solver  Solver
+	checker *checker
+	log     *slog.Logger
+	// cas are the CAs in order of preference.
+	cas []*caClient
 
 	// runCtx outlives API requests: an attempt continues when the client
 	// that asked for it disconnects.
@@ -140,18 +144,14 @@ type Issuer struct {
 
 // New builds an issuer. solver places challenge values (providers.Local).
 func New(opts Options, st Store, solver Solver) (*Issuer, error) {
-	if opts.Directory == "" {
-		return nil, errors.New("issuer: no ACME directory configured")
-	}
 	if opts.Zone == "" {
 		return nil, errors.New("issuer: no zone configured")
 	}
 	opts.Zone = dns.Fqdn(strings.ToLower(opts.Zone))
-	kt, err := keyType(opts.KeyType)
+	cas, err := newCAClients(&opts)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
-	opts.KeyType = string(kt)
 	if len(opts.Resolvers) == 0 {
 		return nil, errors.New("issuer: no resolvers for the delegation check")
 	}
@@ -185,10 +185,6 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if opts.CARoots != nil {
-		tr.TLSClientConfig = &tls.Config{RootCAs: opts.CARoots, MinVersion: tls.VersionTLS12}
-	}
 	runCtx, stop := context.WithCancel(context.Background())
 	return &Issuer{
 		opts:   opts,
@@ -196,14 +192,14 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 		solver: solver,
 		checker: &checker{resolvers: opts.Resolvers, timeout: opts.ResolverTimeout,
 			authoritative: !opts.SkipAuthoritative, authPort: opts.AuthoritativePort},
-		log:        opts.Logger.With("component", "issuer"),
-		httpClient: &http.Client{Timeout: 30 * time.Second, Transport: tr},
-		runCtx:     runCtx,
-		stopRun:    stop,
-		wake:       make(chan struct{}, 1),
-		leases:     st,
-		busy:       map[string]*hold{},
-		subs:       map[string]map[int]chan Event{},
+		log:     opts.Logger.With("component", "issuer"),
+		cas:     cas,
+		runCtx:  runCtx,
+		stopRun: stop,
+		wake:    make(chan struct{}, 1),
+		leases:  st,
+		busy:    map[string]*hold{},
+		subs:    map[string]map[int]chan Event{},
 	}, nil
 }
 
@@ -222,7 +218,11 @@ type Cert struct {
 	Attempts    int       `json:"attempts"`
 	// RenewAt is the chosen renewal moment of an active certificate.
 	RenewAt time.Time `json:"renew_at,omitzero"`
-	Paths   Paths     `json:"paths"`
+	// CA names the CA that issued the current certificate; CAPin the CA
+	// the certificate is pinned to (issue --ca), if any.
+	CA    string `json:"ca,omitempty"`
+	CAPin string `json:"ca_pin,omitempty"`
+	Paths Paths  `json:"paths"`
 	// Delegations are the records to create and, after a check, their state.
 	Delegations []Delegation `json:"delegations,omitempty"`
 }
@@ -232,6 +232,10 @@ func (i *Issuer) view(c store.Certificate) Cert {
 		Name: c.Name, Domains: c.Domains, Status: Status(c.Status), LastError: c.LastError,
 		Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 		NextAttempt: c.NextAttempt, Attempts: c.Attempts, RenewAt: c.RenewAt, Paths: pathsFor(i.opts.DeployDir, c.Name),
+		CAPin: c.CAPin,
+	}
+	if c.CertPEM != "" {
+		v.CA = i.caOf(c).Name
 	}
 	if !c.NotAfter.IsZero() {
 		v.DaysLeft = int(c.NotAfter.Sub(i.opts.Now()).Hours() / 24)
@@ -249,6 +253,9 @@ var ErrInvalid = errors.New("invalid request")
 type Request struct {
 	Name    string   `json:"name"`
 	Domains []string `json:"domains"`
+	// CA pins the certificate to the CA of that name: no other is asked,
+	// for this issuance and its renewals. Empty: the CAs in order.
+	CA string `json:"ca,omitempty"`
 }
 
 // Issue records the request, assigns challenge subdomains, checks the
@@ -258,6 +265,9 @@ type Request struct {
 func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 	name, domains, err := normalize(req)
 	if err != nil {
+		return Cert{}, err
+	}
+	if err := i.checkPin(req.CA); err != nil {
 		return Cert{}, err
 	}
 	dels, err := i.assign(ctx, domains)
@@ -287,14 +297,20 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		c = store.Certificate{Name: name, Domains: domains}
 	case err != nil:
 		return Cert{}, err
-	case slices.Equal(c.Domains, domains) && Status(c.Status) == StatusActive:
+	case slices.Equal(c.Domains, domains) && Status(c.Status) == StatusActive && !i.needsOtherCA(c, req.CA):
+		if c.CAPin != req.CA {
+			c.CAPin = req.CA
+			if err := i.store.SaveCertificate(ctx, c); err != nil {
+				return Cert{}, err
+			}
+		}
 		v := i.view(c)
 		v.Delegations = dels
 		return v, nil
 	}
 	// A changed domain list keeps the old material (still deployed) until
 	// the new certificate exists.
-	c.Domains = domains
+	c.Domains, c.CAPin = domains, req.CA
 	c.Attempts = 0
 	c.NextAttempt = time.Time{}
 	i.checkDelegations(ctx, dels)
@@ -738,11 +754,11 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 		c.OrderURL, c.OrderKeyPEM = f.orderURL, f.keyPEM
 		return i.saveHolding(ctx, c)
 	}
-	res, err := i.obtain(ctx, c.Domains, inFlight{orderURL: c.OrderURL, keyPEM: c.OrderKeyPEM}, replacesID(c.CertPEM, c.Domains), save, emit)
+	res, err := i.obtainAny(ctx, &c, save, emit)
 	// Whatever happens next, this order is over unless a shutdown
 	// interrupted it.
 	if err == nil || ctx.Err() == nil {
-		c.OrderURL, c.OrderKeyPEM = "", ""
+		c.OrderURL, c.OrderKeyPEM, c.OrderCA = "", "", ""
 	}
 	if err != nil && ctx.Err() != nil && i.runCtx.Err() == nil {
 		// The lease is lost: another instance may be working on the
@@ -765,7 +781,7 @@ func (i *Issuer) attempt(ctx context.Context, name string) {
 	// while deploying loses nothing; the status says active only once the
 	// files are in place and the hook has run, so whoever sees active
 	// finds the files.
-	c.CertPEM, c.ChainPEM, c.KeyPEM = res.certPEM, res.chainPEM, res.keyPEM
+	c.CertPEM, c.ChainPEM, c.KeyPEM, c.CA = res.certPEM, res.chainPEM, res.keyPEM, res.ca
 	c.Serial = serialHex(res.leaf)
 	c.NotBefore, c.NotAfter = res.leaf.NotBefore, res.leaf.NotAfter
 	c.Attempts, c.NextAttempt = 0, time.Time{}
@@ -823,6 +839,10 @@ func (i *Issuer) fail(ctx context.Context, c *store.Certificate, cause error) {
 		// Shutdown or a lost lease: not this attempt's outcome to record,
 		// and another instance may own the row now.
 		i.log.Warn("attempt interrupted", "cert", c.Name, "err", cause)
+		return
+	}
+	if p, ok := errors.AsType[*PausedError](cause); ok {
+		i.waitForCAs(ctx, c, p)
 		return
 	}
 	c.Attempts++
@@ -934,14 +954,14 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 	if c.CertPEM == "" {
 		return Cert{}, fmt.Errorf("%w: %s has no issued certificate to revoke", ErrInvalid, name)
 	}
-	if err := i.revoke(ctx, c.CertPEM, code); err != nil {
+	if err := i.revoke(ctx, i.caOf(c), c.CertPEM, code); err != nil {
 		return Cert{}, err
 	}
 	c.Status, c.LastError, c.NextAttempt = string(StatusRevoked), "", time.Time{}
 	if err := i.store.SaveCertificate(ctx, c); err != nil {
 		return Cert{}, err
 	}
-	i.log.Info("certificate revoked", "cert", name, "status", StatusRevoked, "serial", c.Serial, "reason", reason)
+	i.log.Info("certificate revoked", "cert", name, "status", StatusRevoked, "serial", c.Serial, "reason", reason, "ca", i.caOf(c).Name)
 	return i.view(c), nil
 }
 

@@ -42,7 +42,7 @@ func (i *Issuer) planRenewal(ctx context.Context, c store.Certificate) (renewalP
 		return renewalPlan{}, fmt.Errorf("plan renewal: parse certificate: %w", err)
 	}
 	var plan renewalPlan
-	win, err := i.ariWindow(ctx, leaf)
+	win, err := i.ariWindow(ctx, i.caOf(c), leaf)
 	switch {
 	case err == nil:
 		plan = renewalPlan{at: randomIn(win.Start, win.End), source: "ari", window: win}
@@ -95,8 +95,8 @@ func randomIn(start, end time.Time) time.Time {
 // ariWindow asks the CA for leaf's suggested renewal window; api.ErrNoARI
 // when the CA has no renewalInfo endpoint. It requests the resource itself
 // (lego's GetRenewalInfo takes no context and ignores the status).
-func (i *Issuer) ariWindow(ctx context.Context, leaf *x509.Certificate) (*acme.Window, error) {
-	core, err := i.core(ctx)
+func (i *Issuer) ariWindow(ctx context.Context, ca *caClient, leaf *x509.Certificate) (*acme.Window, error) {
+	core, err := i.core(ctx, ca)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func (i *Issuer) ariWindow(ctx context.Context, leaf *x509.Certificate) (*acme.W
 	if err != nil {
 		return nil, fmt.Errorf("renewal info: %w", err)
 	}
-	resp, err := i.httpClient.Do(req)
+	resp, err := ca.httpClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("renewal info: %w", err)
 	}

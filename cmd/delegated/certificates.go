@@ -56,6 +56,12 @@ func certificatesCommand() command {
 				fmt.Fprintf(stdout, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
 				fmt.Fprintf(stdout, "  Serial: %s\n", c.Serial)
 			}
+			if c.CA != "" {
+				fmt.Fprintf(stdout, "  CA: %s\n", c.CA)
+			}
+			if c.CAPin != "" {
+				fmt.Fprintf(stdout, "  Pinned to CA: %s\n", c.CAPin)
+			}
 			if !c.RenewAt.IsZero() {
 				fmt.Fprintf(stdout, "  Renewal: %s\n", formatTime(c.RenewAt))
 			}

@@ -19,7 +19,7 @@ func (s *domainList) Set(v string) error { *s = append(*s, v); return nil }
 func issueCommand() command {
 	c := command{
 		Name:  "issue",
-		Usage: "--cert-name NAME -d DOMAIN [-d DOMAIN]... [--no-wait]",
+		Usage: "--cert-name NAME -d DOMAIN [-d DOMAIN]... [--ca NAME] [--no-wait]",
 		Short: "Obtain a certificate through the running daemon",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,6 +29,7 @@ func issueCommand() command {
 		var domains domainList
 		fs.Var(&domains, "d", "`domain` to cover (repeatable; *.example.com for a wildcard)")
 		noWait := fs.Bool("no-wait", false, "return once the request is recorded")
+		ca := fs.String("ca", "", "order only from the configured CA `name` (no fallback), now and at renewals")
 		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
@@ -45,7 +46,7 @@ func issueCommand() command {
 		if err != nil {
 			return err
 		}
-		body := map[string]any{"name": *name, "domains": []string(domains), "wait": !*noWait}
+		body := map[string]any{"name": *name, "domains": []string(domains), "ca": *ca, "wait": !*noWait}
 		if *noWait {
 			var cert issuer.Cert
 			if err := cl.call(ctx, "POST", "/v1/certificates", body, &cert); err != nil {
