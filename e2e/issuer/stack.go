@@ -426,7 +426,9 @@ type Cert struct {
 	// CA issued the current certificate; CAPin is the pinned CA.
 	CA    string `json:"ca"`
 	CAPin string `json:"ca_pin"`
-	Paths struct {
+	// RenewAt is set once the renewal is planned (ARI asked).
+	RenewAt string `json:"renew_at"`
+	Paths   struct {
 		Dir, Cert, Chain, FullChain, PrivKey string
 	} `json:"paths"`
 }
