@@ -425,3 +425,40 @@ func TestFallback(t *testing.T) {
 		t.Errorf("second's counters: attempts %d failures %v", attempts, failures)
 	}
 }
+
+// FuzzParseRetryAfter: a CA's header never panics and never pauses a CA
+// for less than nothing or more than maxRetryAfter.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "120", "0", "-1", "Wed, 21 Oct 2015 07:28:00 GMT", "99999999999999999999", "1e3", " 7 "} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d := parseRetryAfter(v, now)
+		if d < 0 || d > maxRetryAfter {
+			t.Fatalf("parseRetryAfter(%q) = %s", v, d)
+		}
+	})
+}
+
+// FuzzCAAForbids: any CAA property (a customer's DNS is outside input)
+// never panics, and an issue record naming exactly the CA's identity,
+// alone, always allows it.
+func FuzzCAAForbids(f *testing.F) {
+	f.Add(uint8(0), "issue", "letsencrypt.org; accounturi=x", "letsencrypt.org")
+	f.Add(uint8(128), "tbs", "", "x.example")
+	f.Add(uint8(0), "issuewild", ";", "sectigo.com")
+	f.Add(uint8(0), "ISSUE", " A.example. ", "a.example")
+	f.Fuzz(func(t *testing.T, flag uint8, tag, value, id string) {
+		p := &caaPolicy{sets: map[string]caaSet{"example.com": {owner: "example.com.", records: []*dns.CAA{caaRR("example.com.", flag, tag, value)}}}}
+		p.forbids([]string{"example.com", "*.example.com"}, []string{id})
+		id = issuerDomain(id)
+		if id == "" {
+			return
+		}
+		allow := &caaPolicy{sets: map[string]caaSet{"example.com": {owner: "example.com.", records: []*dns.CAA{caaRR("example.com.", 0, "issue", id)}}}}
+		if why := allow.forbids([]string{"example.com", "*.example.com"}, []string{id}); why != "" {
+			t.Fatalf("issue %q forbids %q: %s", id, id, why)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"strconv"
 	"strings"
@@ -306,6 +307,34 @@ func TestSeveralCAs(t *testing.T) {
 	}
 	if c, err = s.Certificate("after"); err != nil || c.CA != "first" {
 		t.Fatalf("after Retry-After: %+v, %v", c, err)
+	}
+
+	// Pinning a certificate of the first to the second re-issues it
+	// there; revoking it goes to the second, its CA, not to the first.
+	before = front.count()
+	out, code = s.CLI("issue", "--cert-name", "after", "--ca", "second", "-d", "example.test")
+	if code != 0 {
+		t.Fatalf("issue --ca second on a certificate of the first: exit %d\n%s", code, out)
+	}
+	if c, err = s.Certificate("after"); err != nil || c.CA != "second" {
+		t.Fatalf("re-pinned certificate: %+v, %v", c, err)
+	}
+	if err := verifiesAgainst(t, c, s.Pebble2); err != nil {
+		t.Fatalf("re-pinned fullchain.pem does not verify against the second's root: %v", err)
+	}
+	out, code = s.CLI("revoke", "--cert-name", "after", "--reason", "superseded")
+	if code != 0 {
+		t.Fatalf("revoke: exit %d\n%s", code, out)
+	}
+	serial, ok := new(big.Int).SetString(c.Serial, 16)
+	if !ok {
+		t.Fatalf("serial %q", c.Serial)
+	}
+	if st, err := s.Pebble2.CertStatus(serial); err != nil || st.Status != "Revoked" {
+		t.Fatalf("the second's status of the revoked certificate: %+v, %v", st, err)
+	}
+	if n := front.count() - before; n != 0 {
+		t.Fatalf("re-pinning and revoking a certificate of the second sent %d requests to the first", n)
 	}
 
 	// The per-CA metrics.
