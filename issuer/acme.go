@@ -26,23 +26,12 @@ const userAgent = "delegated"
 
 // core returns the ACME client for ca, registering the account on first
 // use and keeping its key in the store, so it is registered once per CA
-// (directory and email). Fetching the directory is retried within the
-// attempt like any request the CA does not answer.
+// (directory and email).
 func (i *Issuer) core(ctx context.Context, ca *caClient) (*api.Core, error) {
 	ca.coreMu.Lock()
 	defer ca.coreMu.Unlock()
 	if ca.acmeCore != nil {
 		return ca.acmeCore, nil
-	}
-	newCore := func(uri string, key crypto.PrivateKey) (c *api.Core, err error) {
-		err = i.retryCA(ctx, "directory", func() (err error) {
-			c, err = api.New(ca.httpClient, userAgent, ca.Directory, uri, key)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("acme: directory %s: %w", ca.Directory, err)
-		}
-		return c, nil
 	}
 	acct, err := i.store.ACMEAccountFor(ctx, ca.Directory, ca.Email)
 	switch {
@@ -51,7 +40,7 @@ func (i *Issuer) core(ctx context.Context, ca *caClient) (*api.Core, error) {
 		if err != nil {
 			return nil, fmt.Errorf("acme account: parse stored key: %w", err)
 		}
-		c, err := newCore(acct.URI, key)
+		c, err := i.newCore(ctx, ca, acct.URI, key)
 		if err != nil {
 			return nil, err
 		}
@@ -64,9 +53,33 @@ func (i *Issuer) core(ctx context.Context, ca *caClient) (*api.Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acme account: generate key: %w", err)
 	}
-	c, err := newCore("", key)
+	c, uri, err := i.register(ctx, ca, key)
 	if err != nil {
 		return nil, err
+	}
+	i.log.Info("acme account registered", "ca", ca.Name, "directory", ca.Directory, "email", ca.Email, "uri", uri)
+	return c, nil
+}
+
+// newCore fetches ca's directory and returns a client for the account uri
+// ("" to register). The first contact with a CA is not retried within the
+// attempt: a CA that does not answer it is passed over at once for the
+// next one (or the attempt fails and retries on its own schedule); later
+// requests to a CA that answered are retried (retryCA).
+func (i *Issuer) newCore(_ context.Context, ca *caClient, uri string, key crypto.PrivateKey) (*api.Core, error) {
+	c, err := api.New(ca.httpClient, userAgent, ca.Directory, uri, key)
+	if err != nil {
+		return nil, fmt.Errorf("acme: directory %s: %w", ca.Directory, err)
+	}
+	return c, nil
+}
+
+// register registers key at ca (a new account, or the existing one of
+// that key), records it and makes it the client's. ca.coreMu is held.
+func (i *Issuer) register(ctx context.Context, ca *caClient, key crypto.PrivateKey) (*api.Core, string, error) {
+	c, err := i.newCore(ctx, ca, "", key)
+	if err != nil {
+		return nil, "", err
 	}
 	req := acme.Account{TermsOfServiceAgreed: true}
 	if ca.Email != "" {
@@ -79,15 +92,36 @@ func (i *Issuer) core(ctx context.Context, ca *caClient) (*api.Core, error) {
 		ext, err = c.Accounts.New(req)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("acme account: register %s at %s: %w", ca.Email, ca.Directory, err)
+		return nil, "", fmt.Errorf("acme account: register %s at %s: %w", ca.Email, ca.Directory, err)
 	}
 	keyPEM := string(certcrypto.PEMEncode(key))
 	if err := i.store.SaveACMEAccount(ctx, store.ACMEAccount{Directory: ca.Directory, Email: ca.Email, KeyPEM: keyPEM, URI: ext.Location}); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	i.log.Info("acme account registered", "ca", ca.Name, "directory", ca.Directory, "email", ca.Email, "uri", ext.Location)
 	ca.acmeCore = c
-	return c, nil
+	return c, ext.Location, nil
+}
+
+// reregister registers ca's stored account key again after the CA
+// answered accountDoesNotExist (a CA reset, a new staging environment), so
+// issuance carries on without the operator changing anything.
+func (i *Issuer) reregister(ctx context.Context, ca *caClient) error {
+	ca.coreMu.Lock()
+	defer ca.coreMu.Unlock()
+	acct, err := i.store.ACMEAccountFor(ctx, ca.Directory, ca.Email)
+	if err != nil {
+		return err
+	}
+	key, err := certcrypto.ParsePEMPrivateKey([]byte(acct.KeyPEM))
+	if err != nil {
+		return fmt.Errorf("acme account: parse stored key: %w", err)
+	}
+	_, uri, err := i.register(ctx, ca, key)
+	if err != nil {
+		return err
+	}
+	i.log.Warn("acme account unknown to the CA; registered it again with the same key", "ca", ca.Name, "directory", ca.Directory, "email", ca.Email, "old_uri", acct.URI, "uri", uri)
+	return nil
 }
 
 // issued is what an order produced.

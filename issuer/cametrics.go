@@ -1,12 +1,11 @@
 package issuer
 
 import (
-	"context"
-	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/delegated/delegated/operator"
 )
 
 // caStats counts what this process asked of one CA.
@@ -66,37 +65,10 @@ var (
 		"Until when each CA is skipped for all certificates (shared by all instances on the database); 0 when it is in service.", []string{"ca"}, nil)
 )
 
-// CACollector exports the per-CA metrics: this process's counters and the
-// shared pause read from the store at scrape time.
-func (i *Issuer) CACollector(log *slog.Logger) prometheus.Collector {
-	return caCollector{iss: i, log: log}
-}
-
-type caCollector struct {
-	iss *Issuer
-	log *slog.Logger
-}
-
-func (c caCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- caAttemptsDesc
-	ch <- caFailuresDesc
-	ch <- caSkipsDesc
-	ch <- caSkippedUntilDesc
-}
-
-func (c caCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	until := map[string]time.Time{}
-	states, err := c.iss.store.CAStates(ctx)
-	if err != nil {
-		c.log.Warn("issuer metrics: CA states", "err", err)
-	}
-	for _, st := range states {
-		until[st.Name] = st.PausedUntil
-	}
-	now := c.iss.opts.Now()
-	for _, ca := range c.iss.cas {
+// collectCAs exports the per-CA figures: this process's counters and the
+// pauses every instance shares (cas, from the store).
+func (i *Issuer) collectCAs(cas []operator.CAState, ch chan<- prometheus.Metric) {
+	for k, ca := range i.cas {
 		attempts, failures, skips := ca.stats.snapshot()
 		ch <- prometheus.MustNewConstMetric(caAttemptsDesc, prometheus.CounterValue, float64(attempts), ca.Name)
 		for kind, n := range failures {
@@ -105,10 +77,10 @@ func (c caCollector) Collect(ch chan<- prometheus.Metric) {
 		for reason, n := range skips {
 			ch <- prometheus.MustNewConstMetric(caSkipsDesc, prometheus.CounterValue, float64(n), ca.Name, reason)
 		}
-		v := 0.0
-		if t := until[ca.Name]; t.After(now) {
-			v = float64(t.Unix())
+		until := 0.0
+		if k < len(cas) && !cas[k].PausedUntil.IsZero() {
+			until = float64(cas[k].PausedUntil.Unix())
 		}
-		ch <- prometheus.MustNewConstMetric(caSkippedUntilDesc, prometheus.GaugeValue, v, ca.Name)
+		ch <- prometheus.MustNewConstMetric(caSkippedUntilDesc, prometheus.GaugeValue, until, ca.Name)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/go-acme/lego/v4/acme/api"
 	"github.com/go-acme/lego/v4/certcrypto"
 
+	"github.com/delegated/delegated/operator"
 	"github.com/delegated/delegated/store"
 )
 
@@ -156,26 +157,35 @@ func (i *Issuer) needsOtherCA(c store.Certificate, pin string) bool {
 	return pin != "" && c.CertPEM != "" && i.caOf(c).Name != pin
 }
 
-// PausedError: every CA the certificate may use is paused (rate limited or
-// down). The attempt waits until Until without counting as failed.
+// PausedError: every CA the certificate may use is rate-limited (or
+// forbidden by CAA). The attempt waits until Until, the first Retry-After
+// to pass, without counting as failed: nothing about the certificate
+// failed.
 type PausedError struct {
 	Until   time.Time
 	Reasons []string
 }
 
 func (e *PausedError) Error() string {
-	return fmt.Sprintf("every CA this certificate may use is paused until %s: %s", e.Until.UTC().Format(time.RFC3339), strings.Join(e.Reasons, "; "))
+	return fmt.Sprintf("every CA this certificate may use is rate-limited; next attempt at %s: %s", e.Until.UTC().Format(time.RFC3339), strings.Join(e.Reasons, "; "))
 }
 
 // obtainAny runs the attempt's order at the first CA that can take it:
 // the CAs in order of preference (only the pinned one when c is pinned;
-// the CA of an interrupted order first, so it resumes). A CA that is
-// paused, or that the customer's CAA records forbid, is skipped; a
-// failure on the CA's side (unreachable, 5xx after the in-attempt
+// the CA of an interrupted order first, so it resumes).
+//
+// A CA the customer's CAA records forbid is skipped, and so is a paused
+// one. A failure on the CA's side (unreachable, 5xx after the in-attempt
 // retries, rate limited, a badNonce storm) pauses that CA for every
 // certificate and moves on to the next CA within this attempt. A verdict
 // about the request (rejectedIdentifier, caa, a failed validation) ends
 // the attempt: it would fail everywhere and spend the other CAs' limits.
+//
+// A CA paused because it was down is still asked when no other CA could
+// issue: its back-off is a guess, and an attempt runs on its own retry
+// schedule. A rate limit is the CA's word: when every CA the certificate
+// may use is rate-limited, the result is a *PausedError and the attempt
+// waits for the first Retry-After to pass without counting as failed.
 func (i *Issuer) obtainAny(ctx context.Context, c *store.Certificate, save func(inFlight) error, emit func(Event)) (*issued, error) {
 	cands := i.cas
 	if c.CAPin != "" {
@@ -192,62 +202,36 @@ func (i *Issuer) obtainAny(ctx context.Context, c *store.Certificate, save func(
 	states := i.loadCAStates(ctx)
 	var (
 		caa      *caaPolicy
-		paused   *PausedError
-		failures []string
-		refusals []string
+		limited  *PausedError // rate-limited CAs: skipped, or limited now
+		down     []*caClient  // CAs skipped because they were down
+		failures []string     // CAs that failed on their side now
+		refusals []string     // CAs the CAA records forbid
 	)
-	for _, ca := range cands {
-		now := i.opts.Now()
-		if st, ok := states[ca.Name]; ok && st.PausedUntil.After(now) {
-			why := fmt.Sprintf("%s paused until %s (%s: %s)", ca.Name, st.PausedUntil.UTC().Format(time.RFC3339), st.Kind, st.LastError)
-			ca.stats.skip("paused")
-			emit(Event{Step: StepCA, Error: "skipped: " + why})
-			i.log.Info("CA skipped: paused", "cert", c.Name, "ca", ca.Name, "paused_until", st.PausedUntil, "kind", st.Kind)
-			if paused == nil {
-				paused = &PausedError{Until: st.PausedUntil}
-			}
-			if st.PausedUntil.Before(paused.Until) {
-				paused.Until = st.PausedUntil
-			}
-			paused.Reasons = append(paused.Reasons, why)
-			continue
-		}
+	// try orders from ca; it returns the certificate, or a verdict that
+	// ends the attempt, or nil, nil when the attempt goes on elsewhere.
+	try := func(ca *caClient) (*issued, error) {
 		if caa == nil {
 			caa = i.lookupCAA(ctx, c.Domains)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if len(caa.unknown) > 0 {
+			if len(caa.unknown) > 0 && ctx.Err() == nil {
 				i.log.Info("CAA records unreadable; no CA skipped for CAA", "cert", c.Name, "problems", caa.unknown)
 			}
 		}
+		// Without the directory (the CA is unreachable) its identities
+		// are unknown: that is the CA's failure, handled below.
 		ids, err := i.caaIdentities(ctx, ca)
-		if err != nil {
-			ca.stats.attempt()
-		} else {
-			if why := caa.forbids(c.Domains, ids); why != "" {
-				ca.stats.skip("caa")
-				msg := fmt.Sprintf("%s skipped: %s", ca.Name, why)
-				emit(Event{Step: StepCAA, Error: msg})
-				i.log.Info("CA skipped: CAA forbids it", "cert", c.Name, "ca", ca.Name, "reason", why)
-				refusals = append(refusals, msg)
-				continue
-			}
+		if why := caa.forbids(c.Domains, ids); err == nil && why != "" {
+			ca.stats.skip("caa")
+			msg := fmt.Sprintf("%s skipped: %s", ca.Name, why)
+			emit(Event{Step: StepCAA, Error: msg})
+			i.log.Info("CA skipped: CAA forbids it", "cert", c.Name, "ca", ca.Name, "reason", why)
+			refusals = append(refusals, msg)
+			return nil, nil
+		}
+		ca.stats.attempt()
+		if err == nil {
 			emit(Event{Step: StepCA, OK: true, Detail: "ordering from " + ca.Name})
-			ca.stats.attempt()
-			prev := inFlight{}
-			if c.OrderCA == ca.Name {
-				prev = inFlight{orderURL: c.OrderURL, keyPEM: c.OrderKeyPEM}
-			}
-			replaces := ""
-			if c.CertPEM != "" && i.caOf(*c) == ca {
-				// An ARI replacement names a certificate of the same CA;
-				// another CA cannot know it.
-				replaces = replacesID(c.CertPEM, c.Domains)
-			}
-			c.OrderCA = ca.Name
 			var res *issued
-			res, err = i.obtain(ctx, ca, c.Domains, prev, replaces, save, emit)
+			res, err = i.obtainAt(ctx, ca, c, save, emit)
 			if err == nil {
 				i.caSucceeded(ctx, ca, states[ca.Name])
 				return res, nil
@@ -261,23 +245,95 @@ func (i *Issuer) obtainAny(ctx context.Context, c *store.Certificate, save func(
 		if !f.caSide {
 			return nil, fmt.Errorf("%s: %w", ca.Name, err)
 		}
-		// The CA's own failure: pause it for everyone, and this attempt
-		// goes on at the next CA with a fresh order.
+		// The CA's own failure: pause it for everyone; this attempt goes
+		// on at the next CA with a fresh order.
 		c.OrderURL, c.OrderKeyPEM, c.OrderCA = "", "", ""
 		until := i.caFailed(ctx, ca, states[ca.Name], f, err)
 		msg := fmt.Sprintf("%s failed on its side (%s), paused until %s: %v", ca.Name, f.kind, until.UTC().Format(time.RFC3339), err)
 		emit(Event{Step: StepCA, Error: msg})
-		failures = append(failures, msg)
+		if f.kind == kindRateLimited {
+			limited = limited.add(until, msg)
+		} else {
+			failures = append(failures, msg)
+		}
+		return nil, nil
+	}
+	for _, ca := range cands {
+		if st, ok := states[ca.Name]; ok && st.PausedUntil.After(i.opts.Now()) {
+			why := fmt.Sprintf("%s paused until %s (%s: %s)", ca.Name, st.PausedUntil.UTC().Format(time.RFC3339), st.Kind, st.LastError)
+			ca.stats.skip("paused")
+			emit(Event{Step: StepCA, Error: "skipped: " + why})
+			i.log.Info("CA skipped: paused", "cert", c.Name, "ca", ca.Name, "paused_until", st.PausedUntil, "kind", st.Kind)
+			if st.Kind == kindRateLimited {
+				limited = limited.add(st.PausedUntil, why)
+			} else {
+				down = append(down, ca)
+			}
+			continue
+		}
+		if res, err := try(ca); res != nil || err != nil {
+			return res, err
+		}
+	}
+	for _, ca := range down {
+		emit(Event{Step: StepCA, Detail: "no other CA could issue; asking " + ca.Name + " despite its pause"})
+		if res, err := try(ca); res != nil || err != nil {
+			return res, err
+		}
 	}
 	switch {
 	case len(failures) > 0:
-		return nil, fmt.Errorf("no CA could issue: %s", strings.Join(append(failures, refusals...), "; "))
-	case paused != nil:
-		paused.Reasons = append(paused.Reasons, refusals...)
-		return nil, paused
+		return nil, fmt.Errorf("no CA could issue: %s", strings.Join(slices.Concat(failures, limited.reasons(), refusals), "; "))
+	case limited != nil:
+		limited.Reasons = append(limited.Reasons, refusals...)
+		return nil, limited
 	default:
 		return nil, fmt.Errorf("no CA may issue for these names: %s", strings.Join(refusals, "; "))
 	}
+}
+
+// obtainAt runs one order for c at ca. An ARI replacement names a
+// certificate of the same CA; another CA cannot know it. When the CA no
+// longer knows the account (a reset, a new environment), the same key is
+// registered again and the order placed once more.
+func (i *Issuer) obtainAt(ctx context.Context, ca *caClient, c *store.Certificate, save func(inFlight) error, emit func(Event)) (*issued, error) {
+	prev := inFlight{}
+	if c.OrderCA == ca.Name {
+		prev = inFlight{orderURL: c.OrderURL, keyPEM: c.OrderKeyPEM}
+	}
+	replaces := ""
+	if c.CertPEM != "" && i.caOf(*c) == ca {
+		replaces = replacesID(c.CertPEM, c.Domains)
+	}
+	c.OrderCA = ca.Name
+	res, err := i.obtain(ctx, ca, c.Domains, prev, replaces, save, emit)
+	if err != nil && ctx.Err() == nil && accountMissing(err) {
+		if rerr := i.reregister(ctx, ca); rerr != nil {
+			return nil, fmt.Errorf("%w; registering the account again failed: %w", err, rerr)
+		}
+		c.OrderURL, c.OrderKeyPEM = "", ""
+		res, err = i.obtain(ctx, ca, c.Domains, inFlight{}, replaces, save, emit)
+	}
+	return res, err
+}
+
+// add records a rate-limited CA on p (nil: none yet).
+func (p *PausedError) add(until time.Time, why string) *PausedError {
+	if p == nil {
+		return &PausedError{Until: until, Reasons: []string{why}}
+	}
+	if until.Before(p.Until) {
+		p.Until = until
+	}
+	p.Reasons = append(p.Reasons, why)
+	return p
+}
+
+func (p *PausedError) reasons() []string {
+	if p == nil {
+		return nil
+	}
+	return p.Reasons
 }
 
 // loadCAStates reads the shared CA states; without them no CA is skipped.
@@ -292,6 +348,40 @@ func (i *Issuer) loadCAStates(ctx context.Context) map[string]store.CAState {
 		out[st.Name] = st
 	}
 	return out
+}
+
+// caStates is every CA in order of preference with its pause, if any.
+func (i *Issuer) caStates(ctx context.Context) []operator.CAState {
+	states := i.loadCAStates(ctx)
+	now := i.opts.Now()
+	out := make([]operator.CAState, 0, len(i.cas))
+	for _, ca := range i.cas {
+		v := operator.CAState{Name: ca.Name, Directory: ca.Directory}
+		if st, ok := states[ca.Name]; ok && st.PausedUntil.After(now) {
+			v.PausedUntil, v.Kind, v.Reason = st.PausedUntil, st.Kind, st.LastError
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// allPaused returns when the first pause ends and why, when every CA is
+// paused; zero otherwise.
+func allPaused(cas []operator.CAState) (time.Time, string) {
+	var (
+		until time.Time
+		why   []string
+	)
+	for _, ca := range cas {
+		if ca.PausedUntil.IsZero() {
+			return time.Time{}, ""
+		}
+		if until.IsZero() || ca.PausedUntil.Before(until) {
+			until = ca.PausedUntil
+		}
+		why = append(why, fmt.Sprintf("%s (%s): %s", ca.Name, ca.Kind, ca.Reason))
+	}
+	return until, strings.Join(why, "; ")
 }
 
 // caSucceeded clears a CA's failure record after an order it completed.
@@ -318,16 +408,30 @@ func (i *Issuer) caFailed(ctx context.Context, ca *caClient, prev store.CAState,
 		}
 		wait = min(wait, max(time.Hour, i.opts.CABackoff))
 	}
-	until := i.opts.Now().Add(wait)
+	now := i.opts.Now()
+	until := now.Add(wait)
 	msg := cause.Error()
 	if len(msg) > 500 {
 		msg = msg[:500] + "…"
 	}
-	st := store.CAState{Name: ca.Name, PausedUntil: until, Failures: n, Kind: f.kind, LastError: msg}
+	// Concurrent attempts (here or on other instances) meet the same
+	// outage: the first pauses the CA and says so, the others extend the
+	// pause at most.
+	cur, already := i.loadCAStates(ctx)[ca.Name]
+	already = already && cur.PausedUntil.After(now)
+	if already && !until.After(cur.PausedUntil) {
+		i.log.Info("CA already paused", "ca", ca.Name, "kind", f.kind, "paused_until", cur.PausedUntil.UTC().Format(time.RFC3339))
+		return cur.PausedUntil
+	}
+	st := store.CAState{Name: ca.Name, PausedUntil: until, Failures: max(n, cur.Failures), Kind: f.kind, LastError: msg}
 	if err := i.store.SaveCAState(context.WithoutCancel(ctx), st); err != nil {
 		i.log.Error("recording CA state failed; other instances will not skip the CA", "ca", ca.Name, "err", err)
 	}
-	i.log.Warn("CA paused after a failure on its side", "ca", ca.Name, "kind", f.kind, "paused_until", until.UTC().Format(time.RFC3339), "consecutive_failures", n, "err", cause)
+	if already {
+		i.log.Info("CA pause extended", "ca", ca.Name, "kind", f.kind, "paused_until", until.UTC().Format(time.RFC3339))
+	} else {
+		i.log.Warn("CA paused after a failure on its side", "ca", ca.Name, "kind", f.kind, "paused_until", until.UTC().Format(time.RFC3339), "consecutive_failures", st.Failures, "err", cause)
+	}
 	return until
 }
 
@@ -338,8 +442,8 @@ func (i *Issuer) waitForCAs(ctx context.Context, c *store.Certificate, p *Paused
 	c.Status = string(StatusProcessing)
 	c.NextAttempt = p.Until
 	c.LastError = p.Error()
-	i.log.Warn("attempt deferred: every CA is paused", "cert", c.Name, "status", StatusProcessing, "next_attempt", c.NextAttempt, "reasons", p.Reasons)
-	if err := i.store.SaveCertificate(context.WithoutCancel(ctx), *c); err != nil {
+	i.log.Warn("attempt deferred: every CA is rate-limited", "cert", c.Name, "status", StatusProcessing, "next_attempt", c.NextAttempt, "reasons", p.Reasons)
+	if err := i.save(ctx, c); err != nil {
 		i.log.Error("recording deferred attempt failed", "cert", c.Name, "err", err)
 	}
 	i.publish(c.Name, Event{Step: StepDone, Status: StatusProcessing, Error: p.Error()})
@@ -377,12 +481,16 @@ type failure struct {
 	retryAfter time.Duration
 }
 
+// kindRateLimited is the failure kind of a rate limit, the CA's word on
+// when to come back.
+const kindRateLimited = "rate_limited"
+
 var problemName = regexp.MustCompile(`^[A-Za-z]{1,40}$`)
 
 // classify tells a CA's own failure from a verdict about the request.
 func classify(err error, now time.Time) failure {
 	if rl, ok := errors.AsType[*acme.RateLimitedError](err); ok {
-		return failure{kind: "rate_limited", caSide: true, retryAfter: parseRetryAfter(rl.RetryAfter, now)}
+		return failure{kind: kindRateLimited, caSide: true, retryAfter: parseRetryAfter(rl.RetryAfter, now)}
 	}
 	if _, ok := errors.AsType[*acme.NonceError](err); ok {
 		return failure{kind: "bad_nonce", caSide: true}
@@ -390,7 +498,11 @@ func classify(err error, now time.Time) failure {
 	if prob, ok := errors.AsType[*acme.ProblemDetails](err); ok {
 		switch {
 		case prob.Type == acme.RateLimitedErr:
-			return failure{kind: "rate_limited", caSide: true}
+			return failure{kind: kindRateLimited, caSide: true}
+		case prob.Type == "urn:ietf:params:acme:error:accountDoesNotExist":
+			// Only after registering the account again failed: the CA
+			// lost our account, not a verdict on the names.
+			return failure{kind: "account", caSide: true}
 		case prob.Type == acme.BadNonceErr:
 			return failure{kind: "bad_nonce", caSide: true}
 		case prob.HTTPStatus >= http.StatusInternalServerError:

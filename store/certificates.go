@@ -38,6 +38,17 @@ type Certificate struct {
 	// OrderURL is an ACME order in flight and OrderKeyPEM the key of its
 	// CSR, kept so a restart resumes the order instead of placing another.
 	OrderURL, OrderKeyPEM string
+	// NextAction is when the issuer next has work on the certificate
+	// (a delegation re-check, an attempt, a renewal, asking the CA's
+	// renewal information); zero means never. It is indexed: the
+	// scheduler finds due work through it.
+	NextAction time.Time
+	// CheckFailures counts consecutive delegation checks that got no
+	// answer (the customer's name servers time out): they back off.
+	CheckFailures int
+	// RenewInfoAt is when the CA's renewal information (ARI) is asked
+	// again; zero means a day after RenewCheckedAt.
+	RenewInfoAt time.Time
 	// CA names the configured CA that issued the current material ("" in
 	// rows older than the column); CAPin, when set, is the only CA the
 	// certificate may be ordered from; OrderCA is the CA of OrderURL.
@@ -84,7 +95,7 @@ func (a ACMEAccount) LogValue() slog.Value {
 
 const certColumns = `name, domains, status, last_error, cert_pem, chain_pem, key_pem, serial,
 	not_before, not_after, attempts, next_attempt, renew_at, renew_checked_at, order_url, order_key_pem,
-	ca, ca_pin, order_ca, created_at, updated_at`
+	next_action, check_failures, renew_info_at, ca, ca_pin, order_ca, created_at, updated_at`
 
 // SaveCertificate inserts or replaces the certificate named c.Name.
 func (s *Store) SaveCertificate(ctx context.Context, c Certificate) error {
@@ -139,18 +150,20 @@ func (s *Store) saveCertificate(ctx context.Context, db execer, c Certificate) e
 		c.CreatedAt = now
 	}
 	_, err = db.ExecContext(ctx, s.dialect.rebind(`INSERT INTO certificates (`+certColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET domains = excluded.domains, status = excluded.status,
 			last_error = excluded.last_error, cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem,
 			key_pem = excluded.key_pem, serial = excluded.serial, not_before = excluded.not_before,
 			not_after = excluded.not_after, attempts = excluded.attempts, next_attempt = excluded.next_attempt,
 			renew_at = excluded.renew_at, renew_checked_at = excluded.renew_checked_at, order_url = excluded.order_url,
-			order_key_pem = excluded.order_key_pem, ca = excluded.ca, ca_pin = excluded.ca_pin,
-			order_ca = excluded.order_ca, updated_at = excluded.updated_at`),
+			order_key_pem = excluded.order_key_pem, next_action = excluded.next_action,
+			check_failures = excluded.check_failures, renew_info_at = excluded.renew_info_at,
+			ca = excluded.ca, ca_pin = excluded.ca_pin, order_ca = excluded.order_ca, updated_at = excluded.updated_at`),
 		c.Name, string(domains), c.Status, c.LastError, c.CertPEM, c.ChainPEM, c.KeyPEM, c.Serial,
 		unixNano(c.NotBefore), unixNano(c.NotAfter), c.Attempts, unixNano(c.NextAttempt),
 		unixNano(c.RenewAt), unixNano(c.RenewCheckedAt), c.OrderURL, c.OrderKeyPEM,
-		c.CA, c.CAPin, c.OrderCA, c.CreatedAt.UnixNano(), now.UnixNano())
+		unixNano(c.NextAction), c.CheckFailures, unixNano(c.RenewInfoAt), c.CA, c.CAPin, c.OrderCA,
+		c.CreatedAt.UnixNano(), now.UnixNano())
 	return err
 }
 
@@ -203,11 +216,11 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 			c                                           Certificate
 			domains                                     string
 			notBefore, notAfter, next, renewAt, checked int64
-			created, updated                            int64
+			nextAction, renewInfo, created, updated     int64
 		)
 		if err := rows.Scan(&c.Name, &domains, &c.Status, &c.LastError, &c.CertPEM, &c.ChainPEM, &c.KeyPEM, &c.Serial,
 			&notBefore, &notAfter, &c.Attempts, &next, &renewAt, &checked, &c.OrderURL, &c.OrderKeyPEM,
-			&c.CA, &c.CAPin, &c.OrderCA, &created, &updated); err != nil {
+			&nextAction, &c.CheckFailures, &renewInfo, &c.CA, &c.CAPin, &c.OrderCA, &created, &updated); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(domains), &c.Domains); err != nil {
@@ -215,6 +228,7 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 		}
 		c.NotBefore, c.NotAfter, c.NextAttempt = fromUnixNano(notBefore), fromUnixNano(notAfter), fromUnixNano(next)
 		c.RenewAt, c.RenewCheckedAt = fromUnixNano(renewAt), fromUnixNano(checked)
+		c.NextAction, c.RenewInfoAt = fromUnixNano(nextAction), fromUnixNano(renewInfo)
 		c.CreatedAt, c.UpdatedAt = fromUnixNano(created), fromUnixNano(updated)
 		out = append(out, c)
 	}

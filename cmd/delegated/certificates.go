@@ -13,27 +13,45 @@ import (
 	"text/tabwriter"
 
 	"github.com/delegated/delegated/issuer"
+	"github.com/delegated/delegated/operator"
 )
 
 func certificatesCommand() command {
 	c := command{
 		Name:  "certificates",
-		Usage: "[--json]",
+		Usage: "[--json] [--status STATUS] [--domain DOMAIN]",
 		Short: "List the daemon's certificates: status, expiry, paths",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs := newFlagSet(c, stderr)
 		of := addOperatorFlags(fs)
 		asJSON := fs.Bool("json", false, "print JSON")
+		status := fs.String("status", "", "only certificates with this `status` (pending, processing, active, failed, revoked)")
+		domain := fs.String("domain", "", "only certificates for this `domain` or names under it")
 		if err := parseFlags(fs, args); err != nil {
 			return err
+		}
+		q := url.Values{}
+		if *status != "" {
+			st, err := operator.ParseStatus(*status)
+			if err != nil {
+				return usageError("--status: %v", err)
+			}
+			q.Set("status", string(st))
+		}
+		if *domain != "" {
+			q.Set("domain", *domain)
+		}
+		path := "/v1/certificates"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
 		}
 		cl, err := of.client()
 		if err != nil {
 			return err
 		}
 		var certs []issuer.Cert
-		if err := cl.call(ctx, "GET", "/v1/certificates", nil, &certs); err != nil {
+		if err := cl.call(ctx, "GET", path, nil, &certs); err != nil {
 			return err
 		}
 		if *asJSON {
@@ -41,20 +59,35 @@ func certificatesCommand() command {
 			enc.SetIndent("", "  ")
 			return enc.Encode(certs)
 		}
+		var state operator.IssuerState
+		if err := cl.call(ctx, "GET", "/v1/issuer", nil, &state); err == nil {
+			paused := false
+			for _, ca := range state.CAs {
+				if !ca.PausedUntil.IsZero() {
+					paused = true
+					fmt.Fprintf(stdout, "CA %s paused until %s (%s): %s\n", ca.Name, formatTime(ca.PausedUntil), ca.Kind, ca.Reason)
+				}
+			}
+			if paused {
+				fmt.Fprintln(stdout)
+			}
+		}
 		if len(certs) == 0 {
 			fmt.Fprintln(stdout, "no certificates")
 			return nil
 		}
+		w := bufio.NewWriter(stdout)
+		defer w.Flush()
 		for _, c := range certs {
-			fmt.Fprintf(stdout, "Certificate Name: %s\n", c.Name)
-			fmt.Fprintf(stdout, "  Domains: %s\n", strings.Join(c.Domains, " "))
-			fmt.Fprintf(stdout, "  Status: %s\n", c.Status)
+			fmt.Fprintf(w, "Certificate Name: %s\n", c.Name)
+			fmt.Fprintf(w, "  Domains: %s\n", strings.Join(c.Domains, " "))
+			fmt.Fprintf(w, "  Status: %s\n", c.Status)
 			if c.LastError != "" {
-				fmt.Fprintf(stdout, "  Last error: %s\n", strings.ReplaceAll(c.LastError, "\n", "\n    "))
+				fmt.Fprintf(w, "  Last error: %s\n", strings.ReplaceAll(c.LastError, "\n", "\n    "))
 			}
 			if !c.NotAfter.IsZero() {
-				fmt.Fprintf(stdout, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
-				fmt.Fprintf(stdout, "  Serial: %s\n", c.Serial)
+				fmt.Fprintf(w, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
+				fmt.Fprintf(w, "  Serial: %s\n", c.Serial)
 			}
 			if c.CA != "" {
 				fmt.Fprintf(stdout, "  CA: %s\n", c.CA)
@@ -63,15 +96,15 @@ func certificatesCommand() command {
 				fmt.Fprintf(stdout, "  Pinned to CA: %s\n", c.CAPin)
 			}
 			if !c.RenewAt.IsZero() {
-				fmt.Fprintf(stdout, "  Renewal: %s\n", formatTime(c.RenewAt))
+				fmt.Fprintf(w, "  Renewal: %s\n", formatTime(c.RenewAt))
 			}
 			if !c.NextAttempt.IsZero() {
-				fmt.Fprintf(stdout, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
+				fmt.Fprintf(w, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
 			} else if c.Attempts > 0 {
-				fmt.Fprintf(stdout, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, c.Name)
+				fmt.Fprintf(w, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, c.Name)
 			}
-			fmt.Fprintf(stdout, "  Certificate Path: %s\n", c.Paths.FullChain)
-			fmt.Fprintf(stdout, "  Private Key Path: %s\n", c.Paths.PrivKey)
+			fmt.Fprintf(w, "  Certificate Path: %s\n", c.Paths.FullChain)
+			fmt.Fprintf(w, "  Private Key Path: %s\n", c.Paths.PrivKey)
 		}
 		return nil
 	}

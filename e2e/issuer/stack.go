@@ -82,6 +82,9 @@ type Options struct {
 	DeferPebble bool
 	// Files are written into Stack.Dir (mode 0600) before the daemon starts.
 	Files map[string]string
+	// ExtraStubs are more zones unbound sends to the given servers (e.g.
+	// customers whose name servers never answer).
+	ExtraStubs map[string]string
 	// CAFront, when set, puts a TLS proxy between the daemon and Pebble
 	// whose handler is CAFront(pebble): it sees, and may lose, every
 	// request the daemon sends the CA. Not with DeferPebble.
@@ -133,10 +136,11 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.Customer = harness.StartNSD(t, "example.test", CustomerZone(s.serial, nil))
 	dnsAddr := harness.FreeAddr(t)
 	apiAddr := harness.FreeAddr(t)
-	s.Resolver = harness.StartUnboundWith(t, harness.UnboundOptions{
-		Stubs:     map[string]string{"example.test": s.Customer.Addr, Zone: dnsAddr},
-		ReadyZone: "example.test",
-	})
+	stubs := map[string]string{"example.test": s.Customer.Addr, Zone: dnsAddr}
+	for zone, addr := range opts.ExtraStubs {
+		stubs[zone] = addr
+	}
+	s.Resolver = harness.StartUnboundWith(t, harness.UnboundOptions{Stubs: stubs, ReadyZone: "example.test"})
 	s.pebbleOpts = harness.PebbleOptions{DNSServer: s.Resolver.Addr, ValidityPeriod: opts.Validity, Modify: opts.PebbleModify, Env: opts.PebbleEnv}
 	directory, minica := "", ""
 	if opts.DeferPebble {
