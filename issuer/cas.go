@@ -401,6 +401,11 @@ func (i *Issuer) caSucceeded(ctx context.Context, ca *caClient, prev store.CASta
 func (i *Issuer) caFailed(ctx context.Context, ca *caClient, prev store.CAState, f failure, cause error) time.Time {
 	n := prev.Failures + 1
 	wait := f.retryAfter
+	if wait <= 0 && f.kind == kindRateLimited {
+		// A rate limit without Retry-After: the CA's limits are counted
+		// in hours.
+		wait = time.Hour
+	}
 	if wait <= 0 {
 		wait = i.opts.CABackoff
 		for k := 1; k < n && wait < time.Hour; k++ {

@@ -462,3 +462,64 @@ func FuzzCAAForbids(f *testing.F) {
 		}
 	})
 }
+
+// TestDownCALastResort: a CA paused because it was down (here its
+// directory answers 503) is skipped while another CA is asked, but still
+// asked when it is the only one left; its failure then counts as a failed
+// attempt rather than a wait, since its back-off is only a guess.
+func TestDownCALastResort(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)}
+	first := startFakeCA(t, nil, nil)
+	first.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first.requests.Add(1)
+		problem(http.StatusServiceUnavailable, "serverInternal", "down for maintenance")(w)
+	})
+	second := startFakeCA(t, nil, problem(http.StatusBadRequest, "rejectedIdentifier", "no"))
+	resolver := startResolver(t, nil)
+	st, err := store.Open(context.Background(), "sqlite3", filepath.Join(t.TempDir(), "d.db"), store.Options{Now: clock.Now, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	iss, err := New(Options{
+		Zone: "auth.example.org", CAs: []CA{first.ca("first"), second.ca("second")}, CABackoff: time.Minute,
+		Resolvers: []string{resolver.addr}, ResolverTimeout: time.Second,
+		DeployDir: t.TempDir(), Now: clock.Now, Logger: quiet(),
+	}, st, providers.NewLocal(st, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	run := func(c store.Certificate) error {
+		_, err := iss.obtainAny(ctx, &c, func(inFlight) error { return nil }, func(Event) {})
+		return err
+	}
+	cert := store.Certificate{Name: "a", Domains: []string{"a.example.com"}}
+	if err := run(cert); err == nil || !strings.Contains(err.Error(), "second: new order") {
+		t.Fatalf("first attempt: %v", err)
+	}
+	states, _ := st.CAStates(ctx)
+	if len(states) != 1 || states[0].Kind != "server_error" || !states[0].PausedUntil.Equal(clock.Now().Add(time.Minute)) {
+		t.Fatalf("states after a 503: %+v", states)
+	}
+	// Paused and another CA available: not asked.
+	before := first.requests.Load()
+	if err := run(cert); err == nil || first.requests.Load() != before {
+		t.Fatalf("second attempt: %v; the paused CA got %d requests", err, first.requests.Load()-before)
+	}
+	// Pinned to it: asked despite the pause, and the failure is an
+	// ordinary one, not a wait; its back-off doubles.
+	cert.CAPin = "first"
+	err = run(cert)
+	var p *PausedError
+	if err == nil || errors.As(err, &p) || !strings.Contains(err.Error(), "no CA could issue: first failed on its side (server_error)") {
+		t.Fatalf("pinned to a CA that is down: %v", err)
+	}
+	if first.requests.Load() == before {
+		t.Fatal("the only CA left was not asked")
+	}
+	states, _ = st.CAStates(ctx)
+	if states[0].Failures != 2 || !states[0].PausedUntil.Equal(clock.Now().Add(2*time.Minute)) {
+		t.Fatalf("back-off after a second failure: %+v", states[0])
+	}
+}
