@@ -11,12 +11,12 @@ import (
 )
 
 var (
-	certsDesc     = prometheus.NewDesc("delegated_certificates", "Certificates by status (the words of the CLI and logs).", []string{"status"}, nil)
-	expiryDesc    = prometheus.NewDesc("delegated_certificate_expiry_timestamp_seconds", "NotAfter of each certificate's current material.", []string{"cert"}, nil)
-	attemptsDesc  = prometheus.NewDesc("delegated_certificate_failed_attempts", "Consecutive failed attempts of each certificate.", []string{"cert", "status"}, nil)
-	queuedDesc    = prometheus.NewDesc("delegated_issuer_queue_depth", "Certificates waiting in each work pool (checks: delegation re-checks, orders: ACME attempts, plans: renewal planning).", []string{"queue"}, nil)
-	runningDesc   = prometheus.NewDesc("delegated_issuer_queue_running", "Certificates being worked on in each work pool.", []string{"queue"}, nil)
-	oldestDesc    = prometheus.NewDesc("delegated_issuer_oldest_due_seconds", "How long the longest-waiting due certificate has waited for its next action (0: nothing due).", nil, nil)
+	certsDesc    = prometheus.NewDesc("delegated_certificates", "Certificates by status (the words of the CLI and logs).", []string{"status"}, nil)
+	expiryDesc   = prometheus.NewDesc("delegated_certificate_expiry_timestamp_seconds", "NotAfter of each certificate's current material.", []string{"cert"}, nil)
+	attemptsDesc = prometheus.NewDesc("delegated_certificate_failed_attempts", "Consecutive failed attempts of each certificate.", []string{"cert", "status"}, nil)
+	queuedDesc   = prometheus.NewDesc("delegated_issuer_queue_depth", "Certificates waiting in each work pool (checks: delegation re-checks, orders: ACME attempts, plans: renewal planning).", []string{"queue"}, nil)
+	runningDesc  = prometheus.NewDesc("delegated_issuer_queue_running", "Certificates being worked on in each work pool.", []string{"queue"}, nil)
+	oldestDesc   = prometheus.NewDesc("delegated_issuer_oldest_due_seconds", "How long the longest-waiting due certificate has waited for its next action (0: nothing due).", nil, nil)
 )
 
 // Collector exports the issuer's figures, read at scrape time from the
