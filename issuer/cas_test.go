@@ -523,3 +523,47 @@ func TestDownCALastResort(t *testing.T) {
 		t.Fatalf("back-off after a second failure: %+v", states[0])
 	}
 }
+
+// TestCAPauseShared: a rate limit one instance meets pauses the CA for
+// another instance on the same database (the ca_states table): the other
+// goes straight to the second CA without asking the first, and reports the
+// pause in its state and metrics.
+func TestCAPauseShared(t *testing.T) {
+	eachDB(t, func(t *testing.T, db sharedDB) {
+		clock := &fakeClock{now: time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)}
+		first := startFakeCA(t, nil, problem(http.StatusTooManyRequests, "rateLimited", "slow down", "Retry-After", "300"))
+		second := startFakeCA(t, nil, problem(http.StatusBadRequest, "rejectedIdentifier", "no"))
+		resolver := startResolver(t, nil)
+		cas := func(o *Options) {
+			o.CAs = []CA{first.ca("first"), second.ca("second")}
+			o.Resolvers, o.ResolverTimeout = []string{resolver.addr}, time.Second
+		}
+		a, _, _ := instance(t, db, "a", clock.Now, time.Minute, cas)
+		b, _, _ := instance(t, db, "b", clock.Now, time.Minute, cas)
+		ctx := context.Background()
+		run := func(iss *Issuer, name string) error {
+			c := store.Certificate{Name: name, Domains: []string{name + ".example.com"}}
+			_, err := iss.obtainAny(ctx, &c, func(inFlight) error { return nil }, func(Event) {})
+			return err
+		}
+		if err := run(a, "x"); err == nil || first.orders.Load() != 1 {
+			t.Fatalf("instance a: %v, first's orders %d", err, first.orders.Load())
+		}
+		before := first.requests.Load()
+		if err := run(b, "y"); err == nil || !strings.Contains(err.Error(), "second:") {
+			t.Fatalf("instance b: %v", err)
+		}
+		if n := first.requests.Load() - before; n != 0 {
+			t.Fatalf("instance b sent %d requests to the CA instance a found rate-limited", n)
+		}
+		st := b.State(ctx)
+		if len(st.CAs) != 2 || !st.CAs[0].PausedUntil.Equal(clock.Now().Add(5*time.Minute)) || st.CAs[0].Kind != "rate_limited" ||
+			!st.CAs[1].PausedUntil.IsZero() || !st.PausedUntil.IsZero() {
+			t.Fatalf("instance b's state: %+v", st)
+		}
+		_, _, skips := b.cas[0].stats.snapshot()
+		if skips["paused"] != 1 {
+			t.Fatalf("instance b's skips of first: %v", skips)
+		}
+	})
+}
