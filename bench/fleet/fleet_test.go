@@ -128,7 +128,12 @@ func runFleet(t *testing.T, sz size, dead int) result {
 	s := e2e.Start(t, e2e.Options{
 		DelegationRecheck: sz.recheck,
 		ExtraStubs:        stubs,
-		IssuerExtra:       "max_concurrent_orders = 16\nmax_concurrent_checks = 64\norders_per_hour = 1000000\n",
+		// Pebble asks over TCP; unbound's default of 10 connections per
+		// thread would refuse the CA's lookups, not ours.
+		ResolverExtra: []string{"incoming-num-tcp: 1024", "num-queries-per-thread: 4096", "outgoing-range: 8192"},
+		// An attempt the loaded CA fails (its own lookup timed out) is
+		// tried again soon, not after the default 15 minutes.
+		IssuerExtra: "max_concurrent_orders = 16\nmax_concurrent_checks = 64\norders_per_hour = 1000000\nretry_interval = \"10s\"\n",
 	})
 	var b strings.Builder
 	b.WriteString("# fleet: delegated, never delegated, dead name servers\n")

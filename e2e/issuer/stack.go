@@ -82,6 +82,8 @@ type Options struct {
 	DeferPebble bool
 	// Files are written into Stack.Dir (mode 0600) before the daemon starts.
 	Files map[string]string
+	// ResolverExtra lines are added to unbound's server clause.
+	ResolverExtra []string
 	// ExtraStubs are more zones unbound sends to the given servers (e.g.
 	// customers whose name servers never answer).
 	ExtraStubs map[string]string
@@ -140,7 +142,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	for zone, addr := range opts.ExtraStubs {
 		stubs[zone] = addr
 	}
-	s.Resolver = harness.StartUnboundWith(t, harness.UnboundOptions{Stubs: stubs, ReadyZone: "example.test"})
+	s.Resolver = harness.StartUnboundWith(t, harness.UnboundOptions{Stubs: stubs, ReadyZone: "example.test", ExtraServer: opts.ResolverExtra})
 	s.pebbleOpts = harness.PebbleOptions{DNSServer: s.Resolver.Addr, ValidityPeriod: opts.Validity, Modify: opts.PebbleModify, Env: opts.PebbleEnv}
 	directory, minica := "", ""
 	if opts.DeferPebble {
