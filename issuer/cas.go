@@ -187,6 +187,11 @@ func (e *PausedError) Error() string {
 // may use is rate-limited, the result is a *PausedError and the attempt
 // waits for the first Retry-After to pass without counting as failed.
 func (i *Issuer) obtainAny(ctx context.Context, c *store.Certificate, save func(inFlight) error, emit func(Event)) (*issued, error) {
+	if c.OrderURL != "" && c.OrderCA == "" {
+		// An order recorded before several CAs existed went to the only
+		// CA there was.
+		c.OrderCA = i.cas[0].Name
+	}
 	cands := i.cas
 	if c.CAPin != "" {
 		ca := i.caNamed(c.CAPin)
