@@ -87,7 +87,8 @@ func issuerCAs(ic *config.Issuer) ([]issuer.CA, error) {
 	var out []issuer.CA
 	for k, ca := range ic.CAs {
 		prefix := fmt.Sprintf("issuer.ca[%d]", k)
-		if len(ic.CAs) == 1 && ca.Name == config.DefaultCAName {
+		if ic.Directory != "" {
+			// The single-CA form: its keys are [issuer]'s own.
 			prefix = "issuer"
 		}
 		var roots *x509.CertPool
