@@ -66,6 +66,7 @@ type caClient struct {
 type caStateStore interface {
 	CAStates(ctx context.Context) ([]store.CAState, error)
 	SaveCAState(ctx context.Context, st store.CAState) error
+	PauseCA(ctx context.Context, st store.CAState, now time.Time) (started bool, err error)
 }
 
 // Progress steps of the CA choice.
@@ -427,20 +428,16 @@ func (i *Issuer) caFailed(ctx context.Context, ca *caClient, prev store.CAState,
 	// Concurrent attempts (here or on other instances) meet the same
 	// outage: the first pauses the CA and says so, the others extend the
 	// pause at most.
-	cur, already := i.loadCAStates(ctx)[ca.Name]
-	already = already && cur.PausedUntil.After(now)
-	if already && !until.After(cur.PausedUntil) {
-		i.log.Info("CA already paused", "ca", ca.Name, "kind", f.kind, "paused_until", cur.PausedUntil.UTC().Format(time.RFC3339))
-		return cur.PausedUntil
-	}
-	st := store.CAState{Name: ca.Name, PausedUntil: until, Failures: max(n, cur.Failures), Kind: f.kind, LastError: msg}
-	if err := i.store.SaveCAState(context.WithoutCancel(ctx), st); err != nil {
+	st := store.CAState{Name: ca.Name, PausedUntil: until, Failures: n, Kind: f.kind, LastError: msg}
+	started, err := i.store.PauseCA(context.WithoutCancel(ctx), st, now)
+	switch {
+	case err != nil:
 		i.log.Error("recording CA state failed; other instances will not skip the CA", "ca", ca.Name, "err", err)
-	}
-	if already {
-		i.log.Info("CA pause extended", "ca", ca.Name, "kind", f.kind, "paused_until", until.UTC().Format(time.RFC3339))
-	} else {
-		i.log.Warn("CA paused after a failure on its side", "ca", ca.Name, "kind", f.kind, "paused_until", until.UTC().Format(time.RFC3339), "consecutive_failures", st.Failures, "err", cause)
+		fallthrough
+	case started:
+		i.log.Warn("CA paused after a failure on its side", "ca", ca.Name, "kind", f.kind, "paused_until", until.UTC().Format(time.RFC3339), "consecutive_failures", n, "err", cause)
+	default:
+		i.log.Info("CA already paused; pause extended at most", "ca", ca.Name, "kind", f.kind, "until", until.UTC().Format(time.RFC3339))
 	}
 	return until
 }

@@ -68,7 +68,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		// An attempt is in flight: for the same domains the caller may
 		// follow it; a change must wait until it ends.
 		c, err := i.store.CertificateByName(ctx, name)
-		if err != nil || !slices.Equal(c.Domains, domains) {
+		if err != nil || !slices.Equal(c.Domains, domains) || c.CAPin != req.CA {
 			return Cert{}, errBusy(name)
 		}
 		v = i.view(c)

@@ -60,3 +60,31 @@ func (s *Store) SaveCAState(ctx context.Context, st CAState) error {
 	}
 	return nil
 }
+
+// PauseCA pauses st.Name until st.PausedUntil and reports whether this
+// started the pause: no pause was in force at now. Otherwise it only
+// extends the pause in force (never shortens it). Each step is one
+// statement, so of instances that meet one outage at once exactly one
+// starts the pause (and says so in its log).
+func (s *Store) PauseCA(ctx context.Context, st CAState, now time.Time) (started bool, err error) {
+	res, err := s.db.ExecContext(ctx, s.dialect.rebind(`INSERT INTO ca_states (name, paused_until, failures, kind, last_error, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET paused_until = excluded.paused_until, failures = excluded.failures,
+			kind = excluded.kind, last_error = excluded.last_error, updated_at = excluded.updated_at
+		WHERE ca_states.paused_until <= ?`),
+		st.Name, unixNano(st.PausedUntil), st.Failures, st.Kind, st.LastError, s.opts.Now().UnixNano(), now.UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("store: pause CA %s: %w", st.Name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		return true, nil
+	}
+	_, err = s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE ca_states SET paused_until = ?,
+			failures = CASE WHEN failures > ? THEN failures ELSE ? END, kind = ?, last_error = ?, updated_at = ?
+		WHERE name = ? AND paused_until < ?`),
+		unixNano(st.PausedUntil), st.Failures, st.Failures, st.Kind, st.LastError, s.opts.Now().UnixNano(), st.Name, unixNano(st.PausedUntil))
+	if err != nil {
+		return false, fmt.Errorf("store: extend CA pause %s: %w", st.Name, err)
+	}
+	return false, nil
+}

@@ -130,6 +130,19 @@ func waitUnpaused(t *testing.T, s *e2e.Stack, timeout time.Duration) {
 	})
 }
 
+// waitPlanned waits until name's renewal is planned (its CA's renewal
+// information asked).
+func waitPlanned(t *testing.T, s *e2e.Stack, name string) {
+	t.Helper()
+	harness.Eventually(t, 30*time.Second, 100*time.Millisecond, name+" renewal planned", func() error {
+		c, err := s.Certificate(name)
+		if err == nil && c.RenewAt == "" {
+			err = fmt.Errorf("no renewal planned yet")
+		}
+		return err
+	})
+}
+
 func mustContain(t *testing.T, what, out string, wants ...string) {
 	t.Helper()
 	for _, w := range wants {
@@ -219,13 +232,7 @@ func TestSeveralCAs(t *testing.T) {
 	// 3. Pinned to the second: not one request reaches the first. The
 	// renewed certificate's renewal information comes from the first (its
 	// CA) in the background: wait for it, so that it is not counted.
-	harness.Eventually(t, 30*time.Second, 100*time.Millisecond, "renewal planned", func() error {
-		c, err := s.Certificate("fallback")
-		if err == nil && c.RenewAt == "" {
-			err = fmt.Errorf("no renewal planned yet")
-		}
-		return err
-	})
+	waitPlanned(t, s, "fallback")
 	before := front.count()
 	out, code = s.CLI("issue", "--cert-name", "pinned", "--ca", "second", "-d", "example.test")
 	t.Logf("delegated issue --cert-name pinned --ca second -d example.test (exit %d)\n%s", code, out)
@@ -311,6 +318,8 @@ func TestSeveralCAs(t *testing.T) {
 
 	// Pinning a certificate of the first to the second re-issues it
 	// there; revoking it goes to the second, its CA, not to the first.
+	// Its renewal planning (ARI at the first) comes first.
+	waitPlanned(t, s, "after")
 	before = front.count()
 	out, code = s.CLI("issue", "--cert-name", "after", "--ca", "second", "-d", "example.test")
 	if code != 0 {
