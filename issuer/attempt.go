@@ -45,9 +45,16 @@ func (i *Issuer) attempt(ctx context.Context, name string) bool {
 		}
 		return false
 	}
-	if !due(c, i.opts.Now()) {
+	if now := i.opts.Now(); !due(c, now) {
 		// Another instance finished (or rescheduled) it between our look
-		// at the index and taking the lease.
+		// at the index and taking the lease. An index entry that says due
+		// when the row does not (planned before the index existed) is
+		// corrected, so it is not handed out again.
+		if !c.NextAction.IsZero() && !c.NextAction.After(now) {
+			if err := i.save(ctx, &c); err != nil {
+				i.log.Error("scheduler: recording next action", "cert", name, "err", err)
+			}
+		}
 		return false
 	}
 	emit := func(ev Event) { i.publish(name, ev) }

@@ -153,3 +153,35 @@ func TestIssueBatch(t *testing.T) {
 		t.Errorf("b after the change: %+v", c)
 	}
 }
+
+// TestIndexCorrected: rows the migration marked due (next_action 1 ns)
+// are planned on their first visit: a failed first issuance leaves the
+// index, a pending one gets its next check, and neither is handed out
+// again.
+func TestIndexCorrected(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	iss, st := newTestIssuer(t, clock)
+	migrated := time.Unix(0, 1)
+	for _, c := range []store.Certificate{
+		{Name: "failed", Domains: []string{"f.example.com"}, Status: string(StatusFailed), NextAction: migrated},
+		{Name: "later", Domains: []string{"l.example.com"}, Status: string(StatusProcessing), NextAttempt: clock.Now().Add(time.Hour), NextAction: migrated},
+		{Name: "gone", Domains: []string{"g.example.com"}, Status: string(StatusRevoked), NextAction: migrated},
+	} {
+		if err := st.SaveCertificate(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	iss.orderDue(ctx, "failed")
+	iss.orderDue(ctx, "later")
+	iss.planDue(ctx, "gone")
+	for name, want := range map[string]time.Time{"failed": {}, "later": clock.Now().Add(time.Hour), "gone": {}} {
+		c, err := st.CertificateByName(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.NextAction.Equal(want) {
+			t.Errorf("%s: next action %v, want %v", name, c.NextAction, want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,14 +49,14 @@ func certificatesCommand() command {
 		if err != nil {
 			return err
 		}
+		if *asJSON {
+			// The daemon's JSON, indented as it passes: a fleet's list is
+			// not decoded and encoded again.
+			return cl.indented(ctx, path, stdout)
+		}
 		var certs []issuer.Cert
 		if err := cl.call(ctx, "GET", path, nil, &certs); err != nil {
 			return err
-		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(certs)
 		}
 		var state operator.IssuerState
 		if err := cl.call(ctx, "GET", "/v1/issuer", nil, &state); err == nil {

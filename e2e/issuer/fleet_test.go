@@ -386,3 +386,33 @@ func TestLeaseLostDuringDeployHook(t *testing.T) {
 		t.Errorf("the log does not say the lease was lost:\n%s", log)
 	}
 }
+
+// TestCAForgotAccount: the CA restarts with an empty database (as after a
+// reset, or a new staging environment) and answers accountDoesNotExist;
+// the daemon registers the same key again and the next certificate is
+// issued without the operator doing anything.
+func TestCAForgotAccount(t *testing.T) {
+	s := e2e.Start(t, e2e.Options{DeferPebble: true})
+	s.StartPebble()
+	out, code := s.CLI("issue", "--no-wait", "--cert-name", "before", "-d", "before.example.test", "-d", "after.example.test")
+	if code != 0 {
+		t.Fatalf("issue: exit %d: %s", code, out)
+	}
+	s.SetCNAMEs(records(t, out))
+	waitActive(t, s, "before", 60*time.Second)
+	if err := s.Pebble.Proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.StartPebble()
+	out, code = s.CLI("issue", "--cert-name", "after", "-d", "after.example.test")
+	if code != 0 {
+		t.Fatalf("issue after the CA forgot the account: exit %d: %s", code, out)
+	}
+	log, err := os.ReadFile(s.Daemon.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), `msg="acme account unknown to the CA; registered it again with the same key"`) {
+		t.Errorf("the log does not say the account was registered again:\n%s", log)
+	}
+}
