@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +20,6 @@ import (
 	"github.com/go-acme/lego/v4/acme"
 	"github.com/miekg/dns"
 
-	"github.com/delegated/delegated/providers"
 	"github.com/delegated/delegated/store"
 )
 
@@ -281,6 +279,22 @@ func (f *fakeCA) ca(name string, ids ...string) CA {
 	return CA{Name: name, Directory: f.srv.URL + "/dir", CARoots: pool, CAAIdentities: ids}
 }
 
+// twoCAs configures an issuer with the fake CAs "first" and "second",
+// resolving CAA through resolver, with a one-minute back-off.
+func twoCAs(first, second *fakeCA, resolver *fakeResolver) func(*Options) {
+	return func(o *Options) {
+		o.CAs = []CA{first.ca("first"), second.ca("second")}
+		o.CABackoff = time.Minute
+		o.Resolvers, o.ResolverTimeout = []string{resolver.addr}, time.Second
+	}
+}
+
+// obtainOnce runs one attempt's choice of CA and order for c.
+func obtainOnce(iss *Issuer, c store.Certificate, emit func(Event)) error {
+	_, err := iss.obtainAny(context.Background(), &c, func(inFlight) error { return nil }, emit)
+	return err
+}
+
 // TestFallback drives the CA choice against two fake CAs: the first
 // rate-limits (429, Retry-After 120), the second refuses the names, a
 // verdict about the request. The first is paused for everyone until its
@@ -294,19 +308,7 @@ func TestFallback(t *testing.T) {
 	resolver := startResolver(t, map[string][]dns.RR{
 		"caa.example.com.": {caaRR("caa.example.com.", 0, "issue", "second.test")},
 	})
-	st, err := store.Open(context.Background(), "sqlite3", filepath.Join(t.TempDir(), "d.db"), store.Options{Now: clock.Now, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	iss, err := New(Options{
-		Zone: "auth.example.org", CAs: []CA{first.ca("first"), second.ca("second")}, CABackoff: time.Minute,
-		Resolvers: []string{resolver.addr}, ResolverTimeout: 2 * time.Second,
-		DeployDir: t.TempDir(), Now: clock.Now, Logger: quiet(),
-	}, st, providers.NewLocal(st, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, st, _ := instance(t, newSharedDB(t, "sqlite"), "a", clock.Now, time.Minute, twoCAs(first, second, resolver))
 	ctx := context.Background()
 	var (
 		mu     sync.Mutex
@@ -324,16 +326,12 @@ func TestFallback(t *testing.T) {
 		events = nil
 		return s
 	}
-	save := func(inFlight) error { return nil }
-	run := func(c store.Certificate) error {
-		_, err := iss.obtainAny(ctx, &c, save, emit)
-		return err
-	}
+	run := func(c store.Certificate) error { return obtainOnce(iss, c, emit) }
 	cert := store.Certificate{Name: "a", Domains: []string{"a.example.com", "*.a.example.com"}}
 
 	// 1. The first rate-limits: paused 120 s for everyone; the second is
 	// asked in the same attempt, and its verdict ends the attempt.
-	err = run(cert)
+	err := run(cert)
 	if err == nil || !strings.Contains(err.Error(), "second: new order") || !strings.Contains(err.Error(), "rejectedIdentifier") {
 		t.Fatalf("attempt 1: %v", err)
 	}
@@ -476,24 +474,9 @@ func TestDownCALastResort(t *testing.T) {
 	})
 	second := startFakeCA(t, nil, problem(http.StatusBadRequest, "rejectedIdentifier", "no"))
 	resolver := startResolver(t, nil)
-	st, err := store.Open(context.Background(), "sqlite3", filepath.Join(t.TempDir(), "d.db"), store.Options{Now: clock.Now, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	iss, err := New(Options{
-		Zone: "auth.example.org", CAs: []CA{first.ca("first"), second.ca("second")}, CABackoff: time.Minute,
-		Resolvers: []string{resolver.addr}, ResolverTimeout: time.Second,
-		DeployDir: t.TempDir(), Now: clock.Now, Logger: quiet(),
-	}, st, providers.NewLocal(st, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, st, _ := instance(t, newSharedDB(t, "sqlite"), "a", clock.Now, time.Minute, twoCAs(first, second, resolver))
 	ctx := context.Background()
-	run := func(c store.Certificate) error {
-		_, err := iss.obtainAny(ctx, &c, func(inFlight) error { return nil }, func(Event) {})
-		return err
-	}
+	run := func(c store.Certificate) error { return obtainOnce(iss, c, func(Event) {}) }
 	cert := store.Certificate{Name: "a", Domains: []string{"a.example.com"}}
 	if err := run(cert); err == nil || !strings.Contains(err.Error(), "second: new order") {
 		t.Fatalf("first attempt: %v", err)
@@ -510,7 +493,7 @@ func TestDownCALastResort(t *testing.T) {
 	// Pinned to it: asked despite the pause, and the failure is an
 	// ordinary one, not a wait; its back-off doubles.
 	cert.CAPin = "first"
-	err = run(cert)
+	err := run(cert)
 	var p *PausedError
 	if err == nil || errors.As(err, &p) || !strings.Contains(err.Error(), "no CA could issue: first failed on its side (server_error)") {
 		t.Fatalf("pinned to a CA that is down: %v", err)
@@ -534,17 +517,11 @@ func TestCAPauseShared(t *testing.T) {
 		first := startFakeCA(t, nil, problem(http.StatusTooManyRequests, "rateLimited", "slow down", "Retry-After", "300"))
 		second := startFakeCA(t, nil, problem(http.StatusBadRequest, "rejectedIdentifier", "no"))
 		resolver := startResolver(t, nil)
-		cas := func(o *Options) {
-			o.CAs = []CA{first.ca("first"), second.ca("second")}
-			o.Resolvers, o.ResolverTimeout = []string{resolver.addr}, time.Second
-		}
-		a, _, _ := instance(t, db, "a", clock.Now, time.Minute, cas)
-		b, _, _ := instance(t, db, "b", clock.Now, time.Minute, cas)
+		a, _, _ := instance(t, db, "a", clock.Now, time.Minute, twoCAs(first, second, resolver))
+		b, _, _ := instance(t, db, "b", clock.Now, time.Minute, twoCAs(first, second, resolver))
 		ctx := context.Background()
 		run := func(iss *Issuer, name string) error {
-			c := store.Certificate{Name: name, Domains: []string{name + ".example.com"}}
-			_, err := iss.obtainAny(ctx, &c, func(inFlight) error { return nil }, func(Event) {})
-			return err
+			return obtainOnce(iss, store.Certificate{Name: name, Domains: []string{name + ".example.com"}}, func(Event) {})
 		}
 		if err := run(a, "x"); err == nil || first.orders.Load() != 1 {
 			t.Fatalf("instance a: %v, first's orders %d", err, first.orders.Load())
