@@ -306,10 +306,13 @@ func TestTakeoverFromDeadHolder(t *testing.T) {
 		if err := st.SaveCertificate(ctx, store.Certificate{Name: "ex", Domains: []string{"example.com"}, Status: string(StatusProcessing), NextAction: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
+		// The lease expires 2·ttl after the store's clock read inside
+		// AcquireLease: not before this moment (on a loaded machine the
+		// call itself can take longer than B's poll interval).
+		expires := time.Now().Add(2 * ttl)
 		if _, err := st.AcquireLease(ctx, leaseName("ex"), "dead", 2*ttl); err != nil {
 			t.Fatal(err)
 		}
-		expires := time.Now().Add(2 * ttl)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

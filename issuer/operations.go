@@ -83,10 +83,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 // Retry forces the next attempt on name now (a failed certificate starts
 // over with a fresh attempt count; a pending one is re-checked).
 func (i *Issuer) Retry(ctx context.Context, name string) (Cert, error) {
-	c, err := i.store.CertificateByName(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return Cert{}, fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
+	c, err := i.load(ctx, name)
 	if err != nil {
 		return Cert{}, err
 	}
@@ -143,11 +140,7 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 		rerr error
 	)
 	claimed := i.withClaim(name, func(ctx context.Context) bool {
-		c, rerr = i.store.CertificateByName(ctx, name)
-		if errors.Is(rerr, store.ErrNotFound) {
-			rerr = fmt.Errorf("%w: %s", ErrNotFound, name)
-		}
-		if rerr != nil {
+		if c, rerr = i.load(ctx, name); rerr != nil {
 			return false
 		}
 		if c.CertPEM == "" {
@@ -186,11 +179,7 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 func (i *Issuer) Delete(ctx context.Context, name string) error {
 	var derr error
 	claimed := i.withClaim(name, func(hctx context.Context) bool {
-		c, err := i.store.CertificateByName(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
-			derr = fmt.Errorf("%w: %s", ErrNotFound, name)
-			return false
-		}
+		c, err := i.load(ctx, name)
 		if err != nil {
 			derr = err
 			return false
@@ -243,14 +232,21 @@ func (i *Issuer) Certificates(ctx context.Context, f operator.Filter) ([]Cert, e
 
 // Certificate returns one certificate.
 func (i *Issuer) Certificate(ctx context.Context, name string) (Cert, error) {
-	c, err := i.store.CertificateByName(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return Cert{}, fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
+	c, err := i.load(ctx, name)
 	if err != nil {
 		return Cert{}, err
 	}
 	return i.view(c), nil
+}
+
+// load reads the certificate called name; ErrNotFound (wrapped, with the
+// name) when there is none.
+func (i *Issuer) load(ctx context.Context, name string) (store.Certificate, error) {
+	c, err := i.store.CertificateByName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Certificate{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return c, err
 }
 
 // Delegation returns the records to create for a certificate (or all
@@ -260,10 +256,7 @@ func (i *Issuer) Certificate(ctx context.Context, name string) (Cert, error) {
 func (i *Issuer) Delegation(ctx context.Context, name string) ([]Cert, error) {
 	var certs []store.Certificate
 	if name != "" {
-		c, err := i.store.CertificateByName(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
-		}
+		c, err := i.load(ctx, name)
 		if err != nil {
 			return nil, err
 		}

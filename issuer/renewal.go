@@ -188,10 +188,7 @@ func (i *Issuer) fetchARI(ctx context.Context, ca *caClient, leaf *x509.Certific
 // force. It reports whether an attempt started (it runs on the order pool,
 // paced like every attempt).
 func (i *Issuer) Renew(ctx context.Context, name string, force bool) (Cert, bool, error) {
-	c, err := i.store.CertificateByName(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return Cert{}, false, fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
+	c, err := i.load(ctx, name)
 	if err != nil {
 		return Cert{}, false, err
 	}

@@ -64,7 +64,7 @@ func TestPacer(t *testing.T) {
 	defer cancel()
 	for k := range 2 {
 		if err := p.wait(ctx); err != nil {
-			t.Fatalf("attempt %d of the burst was not granted at once: %v", k+1, err)
+			t.Fatalf("attempt %d of the burst: %v, want at once", k+1, err)
 		}
 	}
 	if err := p.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {

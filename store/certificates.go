@@ -212,27 +212,40 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 	defer rows.Close()
 	var out []Certificate
 	for rows.Next() {
-		var (
-			c                                           Certificate
-			domains                                     string
-			notBefore, notAfter, next, renewAt, checked int64
-			nextAction, renewInfo, created, updated     int64
-		)
-		if err := rows.Scan(&c.Name, &domains, &c.Status, &c.LastError, &c.CertPEM, &c.ChainPEM, &c.KeyPEM, &c.Serial,
-			&notBefore, &notAfter, &c.Attempts, &next, &renewAt, &checked, &c.OrderURL, &c.OrderKeyPEM,
-			&nextAction, &c.CheckFailures, &renewInfo, &c.CA, &c.CAPin, &c.OrderCA, &created, &updated); err != nil {
+		var r certRow
+		if err := rows.Scan(&r.c.Name, &r.domains, &r.c.Status, &r.c.LastError, &r.c.CertPEM, &r.c.ChainPEM, &r.c.KeyPEM, &r.c.Serial,
+			&r.notBefore, &r.notAfter, &r.c.Attempts, &r.next, &r.renewAt, &r.checked, &r.c.OrderURL, &r.c.OrderKeyPEM,
+			&r.nextAction, &r.c.CheckFailures, &r.renewInfo, &r.c.CA, &r.c.CAPin, &r.c.OrderCA, &r.created, &r.updated); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal([]byte(domains), &c.Domains); err != nil {
-			return nil, fmt.Errorf("decode domains of %s: %w", c.Name, err)
+		c, err := r.certificate()
+		if err != nil {
+			return nil, err
 		}
-		c.NotBefore, c.NotAfter, c.NextAttempt = fromUnixNano(notBefore), fromUnixNano(notAfter), fromUnixNano(next)
-		c.RenewAt, c.RenewCheckedAt = fromUnixNano(renewAt), fromUnixNano(checked)
-		c.NextAction, c.RenewInfoAt = fromUnixNano(nextAction), fromUnixNano(renewInfo)
-		c.CreatedAt, c.UpdatedAt = fromUnixNano(created), fromUnixNano(updated)
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// certRow is a certificates row as scanned: domains as JSON, times as Unix
+// nanoseconds.
+type certRow struct {
+	c                                           Certificate
+	domains                                     string
+	notBefore, notAfter, next, renewAt, checked int64
+	nextAction, renewInfo, created, updated     int64
+}
+
+func (r *certRow) certificate() (Certificate, error) {
+	c := r.c
+	if err := json.Unmarshal([]byte(r.domains), &c.Domains); err != nil {
+		return Certificate{}, fmt.Errorf("decode domains of %s: %w", c.Name, err)
+	}
+	c.NotBefore, c.NotAfter, c.NextAttempt = fromUnixNano(r.notBefore), fromUnixNano(r.notAfter), fromUnixNano(r.next)
+	c.RenewAt, c.RenewCheckedAt = fromUnixNano(r.renewAt), fromUnixNano(r.checked)
+	c.NextAction, c.RenewInfoAt = fromUnixNano(r.nextAction), fromUnixNano(r.renewInfo)
+	c.CreatedAt, c.UpdatedAt = fromUnixNano(r.created), fromUnixNano(r.updated)
+	return c, nil
 }
 
 // ChallengeNameByBase returns the mapping for baseName or ErrNotFound.

@@ -69,27 +69,18 @@ func (s *Store) CertificateSummaries(ctx context.Context, f CertificateFilter) (
 	defer rows.Close()
 	var out []Certificate
 	for rows.Next() {
-		var (
-			c                                           Certificate
-			domains                                     string
-			notBefore, notAfter, next, renewAt, checked int64
-			nextAction, renewInfo, created, updated     int64
-		)
-		if err := rows.Scan(&c.Name, &domains, &c.Status, &c.LastError, &c.Serial, &notBefore, &notAfter, &c.Attempts,
-			&next, &renewAt, &checked, &nextAction, &c.CheckFailures, &renewInfo, &c.CA, &c.CAPin, &created, &updated); err != nil {
+		var r certRow
+		if err := rows.Scan(&r.c.Name, &r.domains, &r.c.Status, &r.c.LastError, &r.c.Serial, &r.notBefore, &r.notAfter, &r.c.Attempts,
+			&r.next, &r.renewAt, &r.checked, &r.nextAction, &r.c.CheckFailures, &r.renewInfo, &r.c.CA, &r.c.CAPin, &r.created, &r.updated); err != nil {
 			return nil, fmt.Errorf("store: certificate summaries: %w", err)
 		}
-		if err := json.Unmarshal([]byte(domains), &c.Domains); err != nil {
-			return nil, fmt.Errorf("store: certificate summaries: decode domains of %s: %w", c.Name, err)
+		c, err := r.certificate()
+		if err != nil {
+			return nil, fmt.Errorf("store: certificate summaries: %w", err)
 		}
-		if !f.matchesDomains(c.Domains) {
-			continue
+		if f.matchesDomains(c.Domains) {
+			out = append(out, c)
 		}
-		c.NotBefore, c.NotAfter, c.NextAttempt = fromUnixNano(notBefore), fromUnixNano(notAfter), fromUnixNano(next)
-		c.RenewAt, c.RenewCheckedAt = fromUnixNano(renewAt), fromUnixNano(checked)
-		c.NextAction, c.RenewInfoAt = fromUnixNano(nextAction), fromUnixNano(renewInfo)
-		c.CreatedAt, c.UpdatedAt = fromUnixNano(created), fromUnixNano(updated)
-		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: certificate summaries: %w", err)

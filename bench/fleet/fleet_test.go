@@ -15,7 +15,6 @@ package fleet_test
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,17 +117,7 @@ var recordRE = regexp.MustCompile(`(?m)^(_acme-challenge\.(c\d+)\.example\.test\
 
 func runFleet(t *testing.T, sz size, dead int) result {
 	r := result{dead: dead}
-	stubs := map[string]string{}
-	for k := range dead {
-		// A name server that never answers: the socket exists (no ICMP
-		// port unreachable), nothing ever reads it.
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pc.Close() })
-		stubs[fmt.Sprintf("d%d.dead.test", k)] = pc.LocalAddr().String()
-	}
+	stubs := e2e.DeadServers(t, dead)
 	s := e2e.Start(t, e2e.Options{
 		DelegationRecheck: sz.recheck,
 		ExtraStubs:        stubs,

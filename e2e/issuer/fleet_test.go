@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,22 +18,6 @@ import (
 	"github.com/delegated/delegated/e2e/harness"
 	e2e "github.com/delegated/delegated/e2e/issuer"
 )
-
-// deadServers opens n name servers that never answer (a UDP socket nobody
-// reads) and returns unbound stubs sending dK.dead.test to them.
-func deadServers(t *testing.T, n int) map[string]string {
-	t.Helper()
-	stubs := map[string]string{}
-	for k := range n {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pc.Close() })
-		stubs[fmt.Sprintf("d%d.dead.test", k)] = pc.LocalAddr().String()
-	}
-	return stubs
-}
 
 // certJSON is what these tests read of `certificates --json`.
 type certJSON struct {
@@ -63,7 +46,7 @@ func listCerts(t *testing.T, s *e2e.Stack, args ...string) []certJSON {
 // turns active as fast as on its own, and the dead ones say they are backed
 // off.
 func TestDeadNameServersDoNotDelayHealthy(t *testing.T) {
-	s := e2e.Start(t, e2e.Options{ExtraStubs: deadServers(t, 10)})
+	s := e2e.Start(t, e2e.Options{ExtraStubs: e2e.DeadServers(t, 10)})
 	var b strings.Builder
 	for k := range 10 {
 		fmt.Fprintf(&b, "d%d d%d.dead.test\n", k, k)

@@ -99,6 +99,23 @@ type Options struct {
 	CAAIdentities [2][]string
 }
 
+// DeadServers opens n name servers that never answer (a UDP socket that
+// exists, so no ICMP port unreachable, and that nothing reads) and returns
+// unbound stubs sending dK.dead.test to them, for Options.ExtraStubs.
+func DeadServers(t testing.TB, n int) map[string]string {
+	t.Helper()
+	stubs := map[string]string{}
+	for k := range n {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		stubs[fmt.Sprintf("d%d.dead.test", k)] = pc.LocalAddr().String()
+	}
+	return stubs
+}
+
 // buildDelegated builds the daemon into a fresh world-readable directory.
 func buildDelegated(t testing.TB) string {
 	t.Helper()
