@@ -16,6 +16,10 @@ import (
 
 // The public operations, as the CLI and the operator API call them.
 
+// claimWait is how long a change to a certificate waits for other work on
+// it to end before it is refused as busy.
+const claimWait = 3 * time.Second
+
 // Issue records the request, assigns challenge subdomains, checks the
 // delegation and, when it is in place, queues an order. It returns the
 // certificate with its delegation records. A certificate already active
@@ -36,7 +40,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		v    Cert
 		ierr error
 	)
-	claimed := i.withClaim(name, func(ctx context.Context) bool {
+	issue := func(ctx context.Context) bool {
 		c, err := i.store.CertificateByName(ctx, name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -63,15 +67,29 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		}
 		v = i.view(c)
 		return Status(c.Status) == StatusProcessing
-	})
-	if !claimed {
+	}
+	// Short work holds a certificate's claim too (planning its renewal
+	// right after it is issued): a change waits up to claimWait for it
+	// before it is refused as busy.
+	deadline := time.Now().Add(claimWait)
+	for !i.withClaim(name, issue) {
 		// An attempt is in flight: for the same domains the caller may
 		// follow it; a change must wait until it ends.
 		c, err := i.store.CertificateByName(ctx, name)
-		if err != nil || !slices.Equal(c.Domains, domains) || c.CAPin != req.CA {
+		if err == nil && slices.Equal(c.Domains, domains) && c.CAPin == req.CA {
+			v = i.view(c)
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
 			return Cert{}, errBusy(name)
 		}
-		v = i.view(c)
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Cert{}, ctx.Err()
+		case <-t.C:
+		}
 	}
 	if ierr != nil {
 		return Cert{}, ierr
