@@ -20,6 +20,25 @@ import (
 // it to end before it is refused as busy.
 const claimWait = 3 * time.Second
 
+// withClaimWait is withClaim for an operator's action: it waits up to
+// claimWait for short work holding the claim to end.
+func (i *Issuer) withClaimWait(ctx context.Context, name string, fn func(ctx context.Context) bool) bool {
+	deadline := time.Now().Add(claimWait)
+	for !i.withClaim(name, fn) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
 // Issue records the request, assigns challenge subdomains, checks the
 // delegation and, when it is in place, queues an order. It returns the
 // certificate with its delegation records. A certificate already active
@@ -157,7 +176,7 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 		c    store.Certificate
 		rerr error
 	)
-	claimed := i.withClaim(name, func(ctx context.Context) bool {
+	claimed := i.withClaimWait(ctx, name, func(ctx context.Context) bool {
 		if c, rerr = i.load(ctx, name); rerr != nil {
 			return false
 		}
@@ -196,7 +215,7 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 // subdomains go in one transaction, fenced by the certificate's lease.
 func (i *Issuer) Delete(ctx context.Context, name string) error {
 	var derr error
-	claimed := i.withClaim(name, func(hctx context.Context) bool {
+	claimed := i.withClaimWait(ctx, name, func(hctx context.Context) bool {
 		c, err := i.load(ctx, name)
 		if err != nil {
 			derr = err
