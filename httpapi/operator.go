@@ -42,7 +42,7 @@ type Issuer interface {
 	Revoke(ctx context.Context, name, reason string) (operator.Cert, error)
 	Delete(ctx context.Context, name string) error
 	// State reports the issuer's queues and the CA's rate limit.
-	State() operator.IssuerState
+	State(ctx context.Context) operator.IssuerState
 	// Subscribe delivers name's progress events until cancel is called.
 	Subscribe(name string) (events <-chan operator.Event, cancel func())
 }
@@ -215,6 +215,8 @@ func (o *Operator) Shutdown(ctx context.Context) error {
 type issueRequest struct {
 	Name    string   `json:"name"`
 	Domains []string `json:"domains"`
+	// CA pins the certificate to the configured CA of that name.
+	CA string `json:"ca"`
 	// Wait streams progress (NDJSON) until the attempt ends.
 	Wait bool `json:"wait"`
 }
@@ -246,8 +248,8 @@ func (o *Operator) delegation(w http.ResponseWriter, r *http.Request, _ httprout
 	o.reply(w, v, err)
 }
 
-func (o *Operator) state(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
-	o.reply(w, o.iss.State(), nil)
+func (o *Operator) state(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	o.reply(w, o.iss.State(r.Context()), nil)
 }
 
 func (o *Operator) delete(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -273,7 +275,7 @@ func (o *Operator) issue(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	}
 	name := strings.TrimSpace(req.Name)
 	o.run(w, r, name, req.Wait, func() (operator.Cert, bool, error) {
-		c, err := o.iss.Issue(r.Context(), operator.Request{Name: name, Domains: req.Domains})
+		c, err := o.iss.Issue(r.Context(), operator.Request{Name: name, Domains: req.Domains, CA: req.CA})
 		return c, c.Status == operator.StatusProcessing, err
 	})
 }

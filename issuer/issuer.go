@@ -9,17 +9,14 @@ package issuer
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-acme/lego/v4/acme/api"
 	"github.com/miekg/dns"
 	"golang.org/x/crypto/bcrypt"
 
@@ -41,6 +38,7 @@ type Store interface {
 	ReserveChallengeNames(ctx context.Context, reserve []store.ChallengeAccount) error
 	CreateCertificates(ctx context.Context, reserve []store.ChallengeAccount, certs []store.Certificate) error
 	DeleteCertificateReleasing(ctx context.Context, name string, f store.Fence, bases []string) ([]store.ChallengeName, error)
+	caStateStore
 	ACMEAccountFor(ctx context.Context, directory, email string) (store.ACMEAccount, error)
 	SaveACMEAccount(ctx context.Context, a store.ACMEAccount) error
 	Leaser
@@ -58,7 +56,15 @@ type Options struct {
 	// Zone is delegated's zone, e.g. "auth.example.org." (challenge
 	// subdomains live under it).
 	Zone string
-	// Directory is the CA's ACME directory URL. Required.
+	// CAs are the certificate authorities in order of preference (see
+	// CA). Empty means one CA named "default" from the single-CA fields
+	// below (Directory, Email, CARoots, KeyType, EAB*, PreferredChain).
+	CAs []CA
+	// CABackoff is how long a CA that failed on its side is skipped,
+	// doubling with each further failure up to an hour; a rate limit's
+	// Retry-After overrides it. Default 5m.
+	CABackoff time.Duration
+	// Directory is the CA's ACME directory URL (single-CA form).
 	Directory string
 	// Email is the ACME account contact; may be empty.
 	Email string
@@ -120,15 +126,13 @@ type Options struct {
 // Issuer is safe for concurrent use. Run must be running for scheduled
 // work (re-checks, retries) to happen.
 type Issuer struct {
-	opts       Options
-	store      Store
-	solver     Solver
-	checker    *checker
-	log        *slog.Logger
-	httpClient *http.Client
-
-	coreMu   sync.Mutex
-	acmeCore *api.Core
+	opts    Options
+	store   Store
+	solver  Solver
+	checker *checker
+	log     *slog.Logger
+	// cas are the CAs in order of preference.
+	cas []*caClient
 
 	// runCtx outlives API requests: an attempt continues when the client
 	// that asked for it disconnects.
@@ -166,18 +170,14 @@ type Issuer struct {
 
 // New builds an issuer. solver places challenge values (providers.Local).
 func New(opts Options, st Store, solver Solver) (*Issuer, error) {
-	if opts.Directory == "" {
-		return nil, errors.New("issuer: no ACME directory configured")
-	}
 	if opts.Zone == "" {
 		return nil, errors.New("issuer: no zone configured")
 	}
 	opts.Zone = dns.Fqdn(strings.ToLower(opts.Zone))
-	kt, err := keyType(opts.KeyType)
+	cas, err := newCAClients(&opts)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
-	opts.KeyType = string(kt)
 	if len(opts.Resolvers) == 0 {
 		return nil, errors.New("issuer: no resolvers for the delegation check")
 	}
@@ -228,10 +228,6 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer: hash: %w", err)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if opts.CARoots != nil {
-		tr.TLSClientConfig = &tls.Config{RootCAs: opts.CARoots, MinVersion: tls.VersionTLS12}
-	}
 	runCtx, stop := context.WithCancel(context.Background())
 	i := &Issuer{
 		opts:   opts,
@@ -239,18 +235,18 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 		solver: solver,
 		checker: &checker{resolvers: opts.Resolvers, timeout: opts.ResolverTimeout,
 			authoritative: !opts.SkipAuthoritative, authPort: opts.AuthoritativePort},
-		log:        opts.Logger.With("component", "issuer"),
-		httpClient: &http.Client{Timeout: 30 * time.Second, Transport: tr},
-		runCtx:     runCtx,
-		stopRun:    stop,
-		wake:       make(chan struct{}, 1),
-		leases:     st,
-		busy:       map[string]*hold{},
-		flushing:   map[string]bool{},
-		subs:       map[string]map[int]chan Event{},
-		pacer:      newPacer(opts.OrdersPerHour, opts.MaxConcurrentOrders, opts.Now),
-		results:    make(chan store.CheckResult, 4096),
-		noKeyHash:  string(hash),
+		log:       opts.Logger.With("component", "issuer"),
+		cas:       cas,
+		runCtx:    runCtx,
+		stopRun:   stop,
+		wake:      make(chan struct{}, 1),
+		leases:    st,
+		busy:      map[string]*hold{},
+		flushing:  map[string]bool{},
+		subs:      map[string]map[int]chan Event{},
+		pacer:     newPacer(opts.OrdersPerHour, opts.MaxConcurrentOrders, opts.Now),
+		results:   make(chan store.CheckResult, 4096),
+		noKeyHash: string(hash),
 	}
 	i.checks = newWorkQueue("checks", opts.CheckWorkers, 16*opts.CheckWorkers, i.recheckDue)
 	i.orders = newWorkQueue("orders", opts.MaxConcurrentOrders, 4*opts.MaxConcurrentOrders, i.orderDue)

@@ -16,6 +16,29 @@ import (
 
 // The public operations, as the CLI and the operator API call them.
 
+// claimWait is how long a change to a certificate waits for other work on
+// it to end before it is refused as busy.
+const claimWait = 3 * time.Second
+
+// withClaimWait is withClaim for an operator's action: it waits up to
+// claimWait for short work holding the claim to end.
+func (i *Issuer) withClaimWait(ctx context.Context, name string, fn func(ctx context.Context) bool) bool {
+	deadline := time.Now().Add(claimWait)
+	for !i.withClaim(name, fn) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
 // Issue records the request, assigns challenge subdomains, checks the
 // delegation and, when it is in place, queues an order. It returns the
 // certificate with its delegation records. A certificate already active
@@ -23,6 +46,9 @@ import (
 func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 	name, domains, err := normalize(req)
 	if err != nil {
+		return Cert{}, err
+	}
+	if err := i.checkPin(req.CA); err != nil {
 		return Cert{}, err
 	}
 	dels, err := i.assign(ctx, domains)
@@ -33,7 +59,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		v    Cert
 		ierr error
 	)
-	claimed := i.withClaim(name, func(ctx context.Context) bool {
+	issue := func(ctx context.Context) bool {
 		c, err := i.store.CertificateByName(ctx, name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -41,13 +67,17 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		case err != nil:
 			ierr = err
 			return false
-		case slices.Equal(c.Domains, domains) && Status(c.Status) == StatusActive:
+		case slices.Equal(c.Domains, domains) && Status(c.Status) == StatusActive && !i.needsOtherCA(c, req.CA):
+			if c.CAPin != req.CA {
+				c.CAPin = req.CA
+				ierr = i.save(ctx, &c)
+			}
 			v = i.view(c)
 			return false
 		}
-		// A changed domain list keeps the old material (still deployed)
-		// until the new certificate exists.
-		c.Domains = domains
+		// A changed domain list (or a pin to another CA) keeps the old
+		// material (still deployed) until the new certificate exists.
+		c.Domains, c.CAPin = domains, req.CA
 		c.Attempts = 0
 		c.NextAttempt = time.Time{}
 		i.checkDelegations(ctx, dels)
@@ -56,15 +86,29 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		}
 		v = i.view(c)
 		return Status(c.Status) == StatusProcessing
-	})
-	if !claimed {
+	}
+	// Short work holds a certificate's claim too (planning its renewal
+	// right after it is issued): a change waits up to claimWait for it
+	// before it is refused as busy.
+	deadline := time.Now().Add(claimWait)
+	for !i.withClaim(name, issue) {
 		// An attempt is in flight: for the same domains the caller may
 		// follow it; a change must wait until it ends.
 		c, err := i.store.CertificateByName(ctx, name)
-		if err != nil || !slices.Equal(c.Domains, domains) {
+		if err == nil && slices.Equal(c.Domains, domains) && c.CAPin == req.CA {
+			v = i.view(c)
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
 			return Cert{}, errBusy(name)
 		}
-		v = i.view(c)
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Cert{}, ctx.Err()
+		case <-t.C:
+		}
 	}
 	if ierr != nil {
 		return Cert{}, ierr
@@ -132,7 +176,7 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 		c    store.Certificate
 		rerr error
 	)
-	claimed := i.withClaim(name, func(ctx context.Context) bool {
+	claimed := i.withClaimWait(ctx, name, func(ctx context.Context) bool {
 		if c, rerr = i.load(ctx, name); rerr != nil {
 			return false
 		}
@@ -140,9 +184,11 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 			rerr = fmt.Errorf("%w: %s has no issued certificate to revoke", ErrInvalid, name)
 			return false
 		}
-		rerr = i.revoke(ctx, c.CertPEM, code)
-		if rerr != nil && accountMissing(rerr) && i.reregister(ctx) == nil {
-			rerr = i.revoke(ctx, c.CertPEM, code)
+		// Revocation goes to the CA that issued the certificate.
+		ca := i.caOf(c)
+		rerr = i.revoke(ctx, ca, c.CertPEM, code)
+		if rerr != nil && accountMissing(rerr) && i.reregister(ctx, ca) == nil {
+			rerr = i.revoke(ctx, ca, c.CertPEM, code)
 		}
 		if rerr != nil {
 			return false
@@ -169,7 +215,7 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 // subdomains go in one transaction, fenced by the certificate's lease.
 func (i *Issuer) Delete(ctx context.Context, name string) error {
 	var derr error
-	claimed := i.withClaim(name, func(hctx context.Context) bool {
+	claimed := i.withClaimWait(ctx, name, func(hctx context.Context) bool {
 		c, err := i.load(ctx, name)
 		if err != nil {
 			derr = err
@@ -288,12 +334,13 @@ func (i *Issuer) Delegation(ctx context.Context, name string) ([]Cert, error) {
 	return out, nil
 }
 
-// State reports the queues and the CA rate-limit pause.
-func (i *Issuer) State() operator.IssuerState {
+// State reports the queues and the CAs with their pauses.
+func (i *Issuer) State(ctx context.Context) operator.IssuerState {
 	s := operator.IssuerState{Queued: map[string]int{}, Running: map[string]int{}}
 	for _, q := range []*workQueue{i.checks, i.orders, i.plans} {
 		s.Queued[q.name], s.Running[q.name] = q.depth()
 	}
-	s.PausedUntil, s.PauseReason = i.pacer.paused()
+	s.CAs = i.caStates(ctx)
+	s.PausedUntil, s.PauseReason = allPaused(s.CAs)
 	return s
 }

@@ -174,5 +174,23 @@ func migrations() []migration {
 			CREATE INDEX certificates_by_next_action ON certificates(next_action);
 			CREATE INDEX certificates_by_status ON certificates(status, next_action);`,
 		},
+		{
+			// Several CAs (issuer/cas.go, store/castates.go): which CA issued
+			// each certificate's material, the CA it is pinned to, the CA of
+			// its order in flight; and each CA's shared state, so every
+			// instance skips a CA that rate-limits or is down.
+			Name: "certificate CAs and CA states",
+			SQLite: `ALTER TABLE certificates ADD COLUMN ca TEXT NOT NULL DEFAULT '';
+			ALTER TABLE certificates ADD COLUMN ca_pin TEXT NOT NULL DEFAULT '';
+			ALTER TABLE certificates ADD COLUMN order_ca TEXT NOT NULL DEFAULT '';
+			CREATE TABLE ca_states (
+				name         TEXT PRIMARY KEY,
+				paused_until BIGINT NOT NULL DEFAULT 0,
+				failures     INTEGER NOT NULL DEFAULT 0,
+				kind         TEXT NOT NULL DEFAULT '',
+				last_error   TEXT NOT NULL DEFAULT '',
+				updated_at   BIGINT NOT NULL
+			);`,
+		},
 	}
 }

@@ -59,8 +59,17 @@ func certificatesCommand() command {
 			return err
 		}
 		var state operator.IssuerState
-		if err := cl.call(ctx, "GET", "/v1/issuer", nil, &state); err == nil && !state.PausedUntil.IsZero() {
-			fmt.Fprintf(stdout, "CA rate limit: ordering paused for the account until %s: %s\n\n", formatTime(state.PausedUntil), state.PauseReason)
+		if err := cl.call(ctx, "GET", "/v1/issuer", nil, &state); err == nil {
+			paused := false
+			for _, ca := range state.CAs {
+				if !ca.PausedUntil.IsZero() {
+					paused = true
+					fmt.Fprintf(stdout, "CA %s paused until %s (%s): %s\n", ca.Name, formatTime(ca.PausedUntil), ca.Kind, ca.Reason)
+				}
+			}
+			if paused {
+				fmt.Fprintln(stdout)
+			}
 		}
 		if len(certs) == 0 {
 			fmt.Fprintln(stdout, "no certificates")
@@ -78,6 +87,12 @@ func certificatesCommand() command {
 			if !c.NotAfter.IsZero() {
 				fmt.Fprintf(w, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
 				fmt.Fprintf(w, "  Serial: %s\n", c.Serial)
+			}
+			if c.CA != "" {
+				fmt.Fprintf(stdout, "  CA: %s\n", c.CA)
+			}
+			if c.CAPin != "" {
+				fmt.Fprintf(stdout, "  Pinned to CA: %s\n", c.CAPin)
 			}
 			if !c.RenewAt.IsZero() {
 				fmt.Fprintf(w, "  Renewal: %s\n", formatTime(c.RenewAt))

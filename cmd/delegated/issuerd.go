@@ -45,25 +45,9 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 	if ic == nil {
 		return nil, nil
 	}
-	var roots *x509.CertPool
-	if len(ic.CARoots) > 0 {
-		roots = x509.NewCertPool()
-		for _, p := range ic.CARoots {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return nil, &exitError{code: 2, err: fmt.Errorf("issuer.ca_roots: %w", err)}
-			}
-			if !roots.AppendCertsFromPEM(b) {
-				return nil, &exitError{code: 2, err: fmt.Errorf("issuer.ca_roots: %s holds no PEM certificate", p)}
-			}
-		}
-	}
-	hmac, err := secret(ic.EABHMACFile, envEABHMAC, "issuer.eab_hmac_file")
+	cas, err := issuerCAs(ic)
 	if err != nil {
 		return nil, err
-	}
-	if ic.EABKID != "" && hmac == "" {
-		return nil, &exitError{code: 2, err: fmt.Errorf("issuer.eab_kid is set but no HMAC key: set issuer.eab_hmac_file or %s", envEABHMAC)}
 	}
 	token, err := secret(ic.OperatorTokenFile, envOperatorToken, "issuer.operator_token_file")
 	if err != nil {
@@ -77,13 +61,8 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 	}
 	iss, err := issuer.New(issuer.Options{
 		Zone:                cfg.Zone.Domain,
-		Directory:           ic.Directory,
-		Email:               ic.Email,
-		CARoots:             roots,
-		KeyType:             ic.KeyType,
-		EABKID:              ic.EABKID,
-		EABHMAC:             hmac,
-		PreferredChain:      ic.PreferredChain,
+		CAs:                 cas,
+		CABackoff:           ic.CABackoff.Duration,
 		Resolvers:           resolvers,
 		SkipAuthoritative:   !*ic.CheckAuthoritative,
 		AuthoritativePort:   strconv.Itoa(ic.AuthoritativePort),
@@ -114,6 +93,44 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 	}
 	s.op = httpapi.NewOperator(opOpts, iss)
 	return s, nil
+}
+
+// issuerCAs turns the configured CAs into the issuer's, reading each CA's
+// roots and EAB HMAC key (file, or its environment variable).
+func issuerCAs(ic *config.Issuer) ([]issuer.CA, error) {
+	var out []issuer.CA
+	for k, ca := range ic.CAs {
+		prefix := fmt.Sprintf("issuer.ca[%d]", k)
+		if ic.Directory != "" {
+			// The single-CA form: its keys are [issuer]'s own.
+			prefix = "issuer"
+		}
+		var roots *x509.CertPool
+		if len(ca.CARoots) > 0 {
+			roots = x509.NewCertPool()
+			for _, p := range ca.CARoots {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return nil, &exitError{code: 2, err: fmt.Errorf("%s.ca_roots: %w", prefix, err)}
+				}
+				if !roots.AppendCertsFromPEM(b) {
+					return nil, &exitError{code: 2, err: fmt.Errorf("%s.ca_roots: %s holds no PEM certificate", prefix, p)}
+				}
+			}
+		}
+		hmac, err := secret(ca.EABHMACFile, ca.EABHMACEnv(), prefix+".eab_hmac_file")
+		if err != nil {
+			return nil, err
+		}
+		if ca.EABKID != "" && hmac == "" {
+			return nil, &exitError{code: 2, err: fmt.Errorf("%s.eab_kid is set but no HMAC key: set %s.eab_hmac_file or %s", prefix, prefix, ca.EABHMACEnv())}
+		}
+		out = append(out, issuer.CA{
+			Name: ca.Name, Directory: ca.Directory, Email: ca.Email, CARoots: roots, EABKID: ca.EABKID, EABHMAC: hmac,
+			PreferredChain: ca.PreferredChain, Profile: ca.Profile, KeyType: ca.KeyType, CAAIdentities: ca.CAAIdentities,
+		})
+	}
+	return out, nil
 }
 
 // secret reads a secret from file (trailing newline dropped) or env.
