@@ -23,7 +23,7 @@ type TableCopy struct {
 // restarts there, heartbeats and leases are live state.
 func isRuntimeTable(name string) bool {
 	switch name {
-	case "schema_migrations", "changes", "instances", "leases":
+	case "schema_migrations", "changes", "instances", "leases", "health_probe", "changes_compacted":
 		return true
 	}
 	return false

@@ -14,14 +14,6 @@ type migration struct {
 	Postgres string
 }
 
-// sql returns the step's text for dialect name d.
-func (m migration) sql(d string) string {
-	if d == "postgres" && m.Postgres != "" {
-		return m.Postgres
-	}
-	return m.SQLite
-}
-
 // migrations lists every schema step in order; the position (from 1) is the
 // version recorded in schema_migrations. Append new steps at the end.
 func migrations() []migration {
@@ -108,6 +100,23 @@ func migrations() []migration {
 				token      BIGINT NOT NULL,
 				expires_at BIGINT NOT NULL
 			);`,
+		},
+		{
+			// health_probe: the row /health rewrites to learn whether the
+			// store still takes writes when nothing else wrote lately.
+			// changes_compacted: the highest change sequence compaction
+			// may have removed (see CompactChanges); a follower that
+			// applied less may have missed a deletion.
+			Name: "health write probe, change compaction mark",
+			SQLite: `CREATE TABLE health_probe (
+				id        INTEGER PRIMARY KEY,
+				probed_at BIGINT NOT NULL
+			);
+			CREATE TABLE changes_compacted (
+				id          INTEGER PRIMARY KEY,
+				through_seq BIGINT NOT NULL
+			);
+			INSERT INTO changes_compacted (id, through_seq) VALUES (1, 0);`,
 		},
 	}
 }
