@@ -42,6 +42,9 @@ type dialect interface {
 	scope(ctx context.Context, db *sql.DB) (string, error)
 	// follow starts following the changes other processes commit.
 	follow(ctx context.Context, s *Store, dsn, scope string) (*follower, error)
+	// load streams every account's subdomain, in order, with its live
+	// values joined by valueSeparator (NULL when none), read in tx.
+	load(ctx context.Context, tx *sql.Tx, now int64, emit func(sub string, values sql.NullString) error) error
 	// warnExposed logs a warning when the database's files are readable
 	// by other users.
 	warnExposed(log *slog.Logger, dsn string)
@@ -104,6 +107,10 @@ func (sqliteDialect) open(path string) (write, read *sql.DB, err error) {
 	return write, read, nil
 }
 
+func (sqliteDialect) load(ctx context.Context, tx *sql.Tx, now int64, emit func(string, sql.NullString) error) error {
+	return mergeLoad(ctx, tx, now, emit)
+}
+
 func (sqliteDialect) rebind(q string) string { return q }
 
 // SQLite's immediate transactions already lock the whole database.
@@ -153,6 +160,10 @@ func (postgresDialect) open(dsn string) (write, read *sql.DB, err error) {
 	db.SetConnMaxLifetime(30 * time.Minute)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	return db, db, nil
+}
+
+func (postgresDialect) load(ctx context.Context, tx *sql.Tx, now int64, emit func(string, sql.NullString) error) error {
+	return joinLoad(ctx, tx, now, emit)
 }
 
 // warnExposed: PostgreSQL's files are the server's business.
