@@ -263,4 +263,3 @@ func TestCompactChanges(t *testing.T) {
 		}
 	})
 }
-
