@@ -469,15 +469,14 @@ func TestWarmUpdateSkipsBcrypt(t *testing.T) {
 	if !cached {
 		t.Fatal("verified credential not cached")
 	}
-	// Occupy every bcrypt worker, the rescue included: a warm update must
-	// not need one.
-	e.api.auth.bcrypt.stallAfter = time.Hour
+	// Occupy every bcrypt worker, with no rescue for an hour: a warm
+	// update must not need one.
+	e.api.auth.bcrypt.setStallAfter(time.Hour)
 	release := make(chan struct{})
 	var busy []<-chan error
-	for range e.api.auth.bcrypt.size {
+	for range e.api.opts.BcryptConcurrency {
 		busy = append(busy, hold(e.api.auth.bcrypt, release))
 	}
-	busy = append(busy, holdRescue(e.api.auth.bcrypt, release))
 	status, body := e.update(t, r, txtValue(2))
 	close(release)
 	for _, done := range busy {
