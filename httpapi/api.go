@@ -68,6 +68,14 @@ type Options struct {
 	// (IPv6: per /64) to RegisterRate per RegisterPer. Zero: no limit.
 	RegisterRate int
 	RegisterPer  time.Duration
+	// AuthFailureRate and AuthFailurePer limit failed authentications per
+	// source address (IPv6: per /64): once a source has failed
+	// AuthFailureRate times within AuthFailurePer, a credential that is not
+	// already verified and cached is refused with 429 before bcrypt, so a
+	// wrong-key flood from one address stops costing bcrypt. Defaults 20
+	// per minute; a negative rate turns the limit off.
+	AuthFailureRate int
+	AuthFailurePer  time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 	// TLSCertFile and TLSKeyFile, when set, make every listener HTTPS. The
@@ -102,11 +110,13 @@ type API struct {
 	router *httprouter.Router
 	unsub  func()
 
-	trusted   []netip.Prefix
-	regLimit  *rateLimiter
-	regDigest [sha256.Size]byte
-	metrics   *apiMetrics
-	certs     *certReloader
+	trusted  []netip.Prefix
+	regLimit *rateLimiter
+	// authFailures counts failed authentications per source (nil: off).
+	authFailures *rateLimiter
+	regDigest    [sha256.Size]byte
+	metrics      *apiMetrics
+	certs        *certReloader
 
 	mu         sync.Mutex
 	servers    []*http.Server
@@ -135,6 +145,12 @@ func New(opts Options, st Store) (*API, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.AuthFailureRate == 0 {
+		opts.AuthFailureRate = defaultAuthFailureRate
+	}
+	if opts.AuthFailurePer <= 0 {
+		opts.AuthFailurePer = defaultAuthFailurePer * time.Second
 	}
 	if opts.TLSCheckInterval <= 0 {
 		opts.TLSCheckInterval = 30 * time.Second
@@ -165,6 +181,9 @@ func New(opts Options, st Store) (*API, error) {
 	}
 	a.metrics = m
 	a.store = instrumentStore(st, m)
+	if opts.AuthFailureRate > 0 {
+		a.authFailures = newRateLimiter(opts.AuthFailureRate, opts.AuthFailurePer, opts.Now)
+	}
 	if opts.RegisterRate > 0 && opts.RegisterPer > 0 {
 		a.regLimit = newRateLimiter(opts.RegisterRate, opts.RegisterPer, opts.Now)
 	}

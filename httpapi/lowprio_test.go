@@ -25,4 +25,3 @@ func hold(pool *lowPriorityPool, release <-chan struct{}) (done <-chan error) {
 	<-started
 	return errs
 }
-

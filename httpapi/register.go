@@ -58,8 +58,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	}
 	hash, err := a.auth.hash(r.Context(), key)
 	if err != nil {
-		a.log.Warn("register: hashing key failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal_error")
+		a.serverError(w, r, "internal_error", "register: hashing key failed", "err", err)
 		return
 	}
 	acct := store.Account{
@@ -69,8 +68,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		AllowFrom: prefixes,
 	}
 	if err := a.store.CreateAccount(r.Context(), acct); err != nil {
-		a.log.Error("register: storing account failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "db_error")
+		a.serverError(w, r, "db_error", "register: storing account failed", "err", err)
 		return
 	}
 	a.log.Info("account registered", "username", acct.Username, "subdomain", acct.Subdomain, "allowfrom", shown)
