@@ -99,6 +99,11 @@ type Options struct {
 	// Operator, when not nil, serves /v1/ on the HTTP listener: the
 	// operator API's TokenHandler (it requires its bearer token).
 	Operator http.Handler
+	// ReadTimeout and WriteTimeout bound reading a request and writing its
+	// reply on the HTTP listener; streaming replies lift them (see
+	// beginStream). Default 30s each.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
 }
 
 // API is the HTTP API.
@@ -151,6 +156,12 @@ func New(opts Options, st Store) (*API, error) {
 	}
 	if opts.AuthFailurePer <= 0 {
 		opts.AuthFailurePer = defaultAuthFailurePer * time.Second
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = defaultReadTimeout
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = defaultWriteTimeout
 	}
 	if opts.TLSCheckInterval <= 0 {
 		opts.TLSCheckInterval = 30 * time.Second
@@ -287,9 +298,9 @@ func (a *API) Start() error {
 	for _, ln := range lns {
 		srv := &http.Server{
 			Handler:           a.router,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
+			ReadHeaderTimeout: min(10*time.Second, a.opts.ReadTimeout),
+			ReadTimeout:       a.opts.ReadTimeout,
+			WriteTimeout:      a.opts.WriteTimeout,
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),

@@ -48,8 +48,18 @@ type hardEnv struct {
 
 func newHardEnv(t *testing.T, opts Options) *hardEnv {
 	t.Helper()
+	e := newHardEnvOpts(t, opts)
+	srv := httptest.NewServer(e.api.Handler())
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	return e
+}
+
+// newHardEnvOpts builds the API without serving it.
+func newHardEnvOpts(t *testing.T, opts Options) *hardEnv {
+	t.Helper()
 	path := t.TempDir() + "/test.db"
-	st, err := store.Open(context.Background(), "sqlite3", path, store.Options{})
+	st, err := store.Open(context.Background(), "sqlite3", path, store.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +74,7 @@ func newHardEnv(t *testing.T, opts Options) *hardEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.Handler())
-	t.Cleanup(srv.Close)
-	return &hardEnv{testEnv: &testEnv{st: st, api: api, url: srv.URL}, path: path, reg: reg, log: logs}
+	return &hardEnv{testEnv: &testEnv{st: st, api: api}, path: path, reg: reg, log: logs}
 }
 
 func (e *hardEnv) requests(route, status string) float64 {

@@ -302,6 +302,7 @@ func (o *Operator) run(w http.ResponseWriter, r *http.Request, name string, wait
 		o.reply(w, v, err)
 		return
 	}
+	beginStream(w)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
