@@ -307,6 +307,9 @@ func (a *API) Start() error {
 		}
 		if a.certs != nil {
 			srv.TLSConfig = a.certs.tlsConfig()
+		} else {
+			// net/http's own error replies in JSON (jsonconn.go).
+			ln = jsonErrorListener{ln}
 		}
 		a.servers = append(a.servers, srv)
 		a.addrs = append(a.addrs, ln.Addr().String())
