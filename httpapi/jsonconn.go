@@ -106,4 +106,3 @@ func serverErrorCode(status int) string {
 	}
 	return "http_" + strconv.Itoa(status)
 }
-
