@@ -181,16 +181,8 @@ func isBase64URL(s string) bool {
 	return true
 }
 
-// allowed reports whether addr may act for an account limited to prefixes.
+// allowed reports whether addr may act for an account limited to prefixes:
+// an account without allowfrom may act from anywhere.
 func allowed(prefixes []netip.Prefix, addr netip.Addr) bool {
-	if len(prefixes) == 0 {
-		return true
-	}
-	addr = addr.Unmap()
-	for _, p := range prefixes {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
+	return len(prefixes) == 0 || inPrefixes(prefixes, addr)
 }

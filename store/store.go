@@ -208,6 +208,10 @@ func Open(ctx context.Context, driver, dsn string, opts Options) (*Store, error)
 	return s, nil
 }
 
+// InstanceID is the name this process has among those sharing the
+// database (Options.InstanceID).
+func (s *Store) InstanceID() string { return s.opts.InstanceID }
+
 // Close stops following other instances and releases the database.
 // Subscribers receive nothing more.
 func (s *Store) Close() error {

@@ -92,7 +92,10 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 		RetryInterval:     ic.RetryInterval.Duration,
 		RetryAttempts:     ic.RetryAttempts,
 		RenewBefore:       ic.RenewBefore.Duration,
-		Logger:            log,
+		// One name per process: the store's heartbeats and the issuer's
+		// leases say the same instance.
+		InstanceID: st.InstanceID(),
+		Logger:     log,
 	}, st, providers.NewLocal(st, 0))
 	if err != nil {
 		return nil, err
