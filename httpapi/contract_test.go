@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/delegated/delegated/store"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 const testZone = "auth.example.org"
@@ -109,7 +110,7 @@ func (e *testEnv) update(t *testing.T, r registered, txt string) (int, string) {
 
 func (e *testEnv) values(t *testing.T, subdomain string) []string {
 	t.Helper()
-	vs, err := e.st.Values(context.Background(), subdomain)
+	vs, err := storetest.Values(context.Background(), e.st, subdomain)
 	if err != nil {
 		t.Fatal(err)
 	}

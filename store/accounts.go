@@ -48,11 +48,6 @@ func (s *Store) AccountByUsername(ctx context.Context, username string) (Account
 	return s.account(ctx, `username = ?`, username)
 }
 
-// AccountBySubdomain returns the account owning subdomain or ErrNotFound.
-func (s *Store) AccountBySubdomain(ctx context.Context, subdomain string) (Account, error) {
-	return s.account(ctx, `subdomain = ?`, subdomain)
-}
-
 func (s *Store) account(ctx context.Context, where, arg string) (Account, error) {
 	var (
 		a       Account

@@ -130,23 +130,6 @@ func (s *Store) CountValues(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Values returns the live values of subdomain, oldest first.
-func (s *Store) Values(ctx context.Context, subdomain string) ([]string, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
-	}
-	defer tx.Rollback()
-	if err := s.requireSubdomain(ctx, tx, subdomain); err != nil {
-		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
-	}
-	vs, err := s.liveValues(ctx, tx, subdomain, s.opts.Now())
-	if err != nil {
-		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
-	}
-	return vs, nil
-}
-
 // inTx runs change for an existing subdomain inside a write transaction,
 // records the change, and returns the subdomain's state as committed.
 func (s *Store) inTx(ctx context.Context, subdomain string, change func(*sql.Tx) error) (SubdomainState, error) {
