@@ -42,9 +42,9 @@ type dialect interface {
 	scope(ctx context.Context, db *sql.DB) (string, error)
 	// follow starts following the changes other processes commit.
 	follow(ctx context.Context, s *Store, dsn, scope string) (*follower, error)
-	// load streams every account's subdomain, in order, with its live
-	// values joined by valueSeparator (NULL when none), read in tx.
-	load(ctx context.Context, tx *sql.Tx, now int64, emit func(sub string, values sql.NullString) error) error
+	// load hands every account's state to fn, in subdomain order (see
+	// Store.Load).
+	load(ctx context.Context, s *Store, now int64, fn func(SubdomainState) error) error
 	// warnExposed logs a warning when the database's files are readable
 	// by other users.
 	warnExposed(log *slog.Logger, dsn string)
@@ -107,8 +107,8 @@ func (sqliteDialect) open(path string) (write, read *sql.DB, err error) {
 	return write, read, nil
 }
 
-func (sqliteDialect) load(ctx context.Context, tx *sql.Tx, now int64, emit func(string, sql.NullString) error) error {
-	return mergeLoad(ctx, tx, now, emit)
+func (sqliteDialect) load(ctx context.Context, s *Store, now int64, fn func(SubdomainState) error) error {
+	return mergeLoad(ctx, s, now, fn)
 }
 
 func (sqliteDialect) rebind(q string) string { return q }
@@ -162,8 +162,8 @@ func (postgresDialect) open(dsn string) (write, read *sql.DB, err error) {
 	return db, db, nil
 }
 
-func (postgresDialect) load(ctx context.Context, tx *sql.Tx, now int64, emit func(string, sql.NullString) error) error {
-	return joinLoad(ctx, tx, now, emit)
+func (postgresDialect) load(ctx context.Context, s *Store, now int64, fn func(SubdomainState) error) error {
+	return joinLoad(ctx, s, now, fn)
 }
 
 // warnExposed: PostgreSQL's files are the server's business.

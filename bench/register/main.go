@@ -5,6 +5,11 @@
 // targets of issue 16: p99 ≤ 1.5× p50, and no request waiting longer than
 // the queue ahead of it needs (FIFO: about c ÷ the bcrypt rate).
 //
+// Each client's first round is warm-up and reported apart: the c requests
+// that arrive together at the start find queues of 0 to c jobs ahead of
+// them, so even a perfectly fair queue spreads them from zero to the FIFO
+// wait. The targets are about the steady state that follows.
+//
 // Run it with bench/register.sh, which starts a server on loopback.
 package main
 
@@ -38,6 +43,7 @@ func main() {
 
 type sample struct {
 	register, firstUpdate time.Duration
+	warmUp                bool
 }
 
 func run(api string, c int, d time.Duration) error {
@@ -56,8 +62,9 @@ func run(api string, c int, d time.Duration) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Now().Before(end) {
+			for round := 0; time.Now().Before(end); round++ {
 				s, err := registerAndUpdate(ctx, client, api)
+				s.warmUp = round == 0
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -65,7 +72,7 @@ func run(api string, c int, d time.Duration) error {
 					samples = append(samples, s)
 				}
 				mu.Unlock()
-				if err != nil {
+				if err != nil && ctx.Err() != nil {
 					return
 				}
 			}
@@ -74,7 +81,9 @@ func run(api string, c int, d time.Duration) error {
 	wg.Wait()
 	elapsed := time.Since(started)
 	if len(errs) > 0 {
-		return fmt.Errorf("%d requests failed, first: %w", len(errs), errs[0])
+		// Reported, not fatal: a server whose queue is unfair cuts the
+		// longest waits at its write timeout, and those are the point.
+		fmt.Printf("%d requests failed, first: %v\n", len(errs), errs[0])
 	}
 	if len(samples) == 0 {
 		return errors.New("no registration finished")
@@ -83,13 +92,17 @@ func run(api string, c int, d time.Duration) error {
 	// update's check).
 	rate := float64(2*len(samples)) / elapsed.Seconds()
 	fifo := time.Duration(float64(c) / rate * float64(time.Second))
-	reg := make([]time.Duration, len(samples))
-	upd := make([]time.Duration, len(samples))
-	for i, s := range samples {
-		reg[i], upd[i] = s.register, s.firstUpdate
+	var reg, upd, warmReg, warmUpd []time.Duration
+	for _, s := range samples {
+		if s.warmUp {
+			warmReg, warmUpd = append(warmReg, s.register), append(warmUpd, s.firstUpdate)
+			continue
+		}
+		reg, upd = append(reg, s.register), append(upd, s.firstUpdate)
 	}
-	slices.Sort(reg)
-	slices.Sort(upd)
+	for _, ls := range [][]time.Duration{reg, upd, warmReg, warmUpd} {
+		slices.Sort(ls)
+	}
 	fmt.Printf("clients %d, %v: %d registrations + first updates, bcrypt rate %.1f/s, FIFO wait for %d queued ≈ %v\n",
 		c, elapsed.Round(time.Millisecond), len(samples), rate, c, fifo.Round(time.Millisecond))
 	report := func(name string, ls []time.Duration) bool {
@@ -101,9 +114,16 @@ func run(api string, c int, d time.Duration) error {
 			ratio, verdict(ok), float64(mx)/float64(fifo))
 		return ok
 	}
+	fmt.Printf("warm-up (each client's first round, %d):\n", len(warmReg))
+	report("register", warmReg)
+	report("first update", warmUpd)
+	if len(reg) == 0 {
+		return errors.New("no steady-state sample: run longer (-d)")
+	}
+	fmt.Printf("steady state (%d):\n", len(reg))
 	okReg := report("register", reg)
 	okUpd := report("first update", upd)
-	if !okReg || !okUpd {
+	if !okReg || !okUpd || len(errs) > 0 {
 		return errors.New("fairness target missed")
 	}
 	return nil
