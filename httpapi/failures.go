@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"net/netip"
 )
 
 // statusClientClosedRequest is nginx's 499: the client went away before the
@@ -29,15 +28,3 @@ const (
 	defaultAuthFailureRate = 20
 	defaultAuthFailurePer  = 60 // seconds
 )
-
-// exhausted reports whether addr's bucket is empty, without taking a
-// token: a source is refused before bcrypt only once its failures used
-// the whole burst.
-func (l *rateLimiter) exhausted(addr netip.Addr) bool {
-	key := sourceKey(addr)
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	return ok && l.refill(b, now) < 1
-}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"log/slog"
@@ -17,25 +16,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/delegated/delegated/store"
+
+	"github.com/delegated/delegated/e2e/harness"
 )
-
-// lockedBuffer is a log destination the test reads while handlers write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // hardEnv is an API on a real SQLite store with the options a test needs,
 // its metrics and its log.
@@ -43,7 +26,7 @@ type hardEnv struct {
 	*testEnv
 	path string
 	reg  *prometheus.Registry
-	log  *lockedBuffer
+	log  *harness.LockedBuffer
 }
 
 func newHardEnv(t *testing.T, opts Options) *hardEnv {
@@ -64,7 +47,7 @@ func newHardEnvOpts(t *testing.T, opts Options) *hardEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	logs := &lockedBuffer{}
+	logs := &harness.LockedBuffer{}
 	reg := prometheus.NewRegistry()
 	opts.Zone = testZone
 	opts.BcryptCost = bcrypt.MinCost

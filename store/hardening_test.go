@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"database/sql"
 	"errors"
 	"io/fs"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/delegated/delegated/e2e/harness"
 )
 
 // TestSnapshotDoesNotTakeTheWriteLock: the SQLite poller reads a snapshot
@@ -82,24 +83,6 @@ func TestDatabaseFilesPrivate(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination tests read while the store writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestWarnWhenDatabaseExposed: an existing database readable by others
 // keeps its mode (changing an operator's file is not ours to do) but is
 // named in a warning at start.
@@ -109,12 +92,12 @@ func TestWarnWhenDatabaseExposed(t *testing.T) {
 	if err := os.Chmod(b.dsn, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs harness.LockedBuffer
 	openStore(t, b, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if !strings.Contains(logs.String(), "database file is accessible to other users") || !strings.Contains(logs.String(), "mode=0644") {
 		t.Errorf("no warning about the 0644 database; log:\n%s", logs.String())
 	}
-	var quiet syncBuffer
+	var quiet harness.LockedBuffer
 	for _, suffix := range sqliteFiles {
 		if err := os.Chmod(b.dsn+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.Fatal(err)

@@ -498,20 +498,7 @@ func TestRebindDollar(t *testing.T) {
 func TestExpiryQueriesSearchTheExpiryIndex(t *testing.T) {
 	s := openStore(t, newBackend(t, "sqlite"), Options{})
 	for _, q := range []string{anyExpiredQuery, expiredSubdomainsQuery} {
-		rows, err := s.db.QueryContext(testCtx(t), "EXPLAIN QUERY PLAN "+q, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, s, q, 0)
 		if len(plan) != 1 || !strings.HasPrefix(plan[0], "SEARCH txt_values USING ") || !strings.Contains(plan[0], "INDEX txt_values_by_expiry ") {
 			t.Errorf("%s\nplan %q, want one SEARCH of txt_values_by_expiry", q, plan)
 		}
