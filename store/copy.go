@@ -37,7 +37,9 @@ func isRuntimeTable(name string) bool {
 // dst: running instances would not learn of the copied rows until they
 // restart.
 func CopyTo(ctx context.Context, src, dst *Store) ([]TableCopy, error) {
-	if src.dialect.name() != "sqlite3" || dst.dialect.name() != "postgres" {
+	_, fromSQLite := src.dialect.(sqliteDialect)
+	_, toPostgres := dst.dialect.(postgresDialect)
+	if !fromSQLite || !toPostgres {
 		return nil, fmt.Errorf("store: copy: from %s to %s is not supported; expected sqlite3 to postgres", src.dialect.name(), dst.dialect.name())
 	}
 	tables, err := sqliteTables(ctx, src.db)
