@@ -120,18 +120,19 @@ func (o *Options) applyDefaults() {
 	}
 }
 
-// NewInstanceID names a process among those sharing a database: host
-// name, process id and a random suffix (a pid alone repeats across
-// containers). cmd makes one per process and hands it to the store and the
+// NewInstanceID names a process among those sharing a database:
+// "host/pid/random". Host and pid let an operator (and the failover test)
+// tell which process holds what; the random part keeps a restarted process
+// with a recycled pid, or a pid repeated across containers, distinct. cmd makes one per process and hands it to the store and the
 // issuer, so heartbeats and leases name the same instance.
 func NewInstanceID() string {
 	host, err := os.Hostname()
-	if err != nil {
+	if err != nil || host == "" {
 		host = "unknown"
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Store is safe for concurrent use.
