@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -243,6 +244,33 @@ func TestCompactChanges(t *testing.T) {
 		// (No write here: its notification would advance the follower.)
 		if err := f.catchUp(ctx); err == nil || !strings.Contains(err.Error(), "restart") {
 			t.Errorf("catch-up from below the compaction mark = %v, want an error asking for a restart", err)
+		}
+	})
+}
+
+// TestLoadValuesWithLineBreaks: SQLite's load joins an account's values
+// with a line break; a TXT value set over RFC 2136 may contain one, and
+// must still load as it was stored.
+func TestLoadValuesWithLineBreaks(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s := openStore(t, b, Options{})
+		a := mustCreate(t, s, newAccount())
+		plain := mustCreate(t, s, newAccount())
+		for _, v := range []string{"first\nline", "second", "\n"} {
+			if err := s.AddValue(ctx, a.Subdomain, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.AddValue(ctx, plain.Subdomain, "only"); err != nil {
+			t.Fatal(err)
+		}
+		got := loadAll(t, s)
+		if vs := got[a.Subdomain].Values; !slices.Equal(vs, []string{"first\nline", "second", "\n"}) {
+			t.Errorf("loaded %q", vs)
+		}
+		if vs := got[plain.Subdomain].Values; !slices.Equal(vs, []string{"only"}) {
+			t.Errorf("loaded %q for the plain account", vs)
 		}
 	})
 }

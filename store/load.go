@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Load streams the state of every subdomain (accounts without values
@@ -25,8 +27,10 @@ func (s *Store) Load(ctx context.Context, fn func(SubdomainState) error) error {
 	return nil
 }
 
-// valueSeparator joins an account's values in the load's aggregate. Values
-// never contain it (addValue refuses them): a DNS-01 value is base64url.
+// valueSeparator joins an account's values in SQLite's load aggregate. A
+// DNS-01 value is base64url and never contains it; a TXT value set by RFC
+// 2136 may, which the count beside the aggregate reveals (see
+// mergeValues).
 const valueSeparator = "\n"
 
 // loadValuesQuery reads every subdomain's live values joined oldest first.
@@ -34,7 +38,7 @@ const valueSeparator = "\n"
 // group_concat joins in the order rows come: an ORDER BY inside the
 // aggregate would add a sort per subdomain. TestLoadQueryPlan pins the
 // plan and TestLoad the order.
-const loadValuesQuery = `SELECT subdomain, group_concat(value, char(10)) FROM txt_values
+const loadValuesQuery = `SELECT subdomain, group_concat(value, char(10)), count(*) FROM txt_values
 	WHERE expires_at > ? GROUP BY subdomain ORDER BY subdomain`
 
 // loadAccountsQuery lists every subdomain, in its unique index's order.
@@ -42,15 +46,6 @@ const loadAccountsQuery = `SELECT subdomain FROM accounts ORDER BY subdomain`
 
 // newestChangeQuery is the sequence a snapshot has reached.
 const newestChangeQuery = `SELECT COALESCE(MAX(seq), 0) FROM changes`
-
-// state makes a loaded subdomain's state from its joined values.
-func state(sub string, values sql.NullString, version int64) SubdomainState {
-	st := SubdomainState{Subdomain: sub, Version: version}
-	if values.Valid {
-		st.Values = strings.Split(values.String, valueSeparator)
-	}
-	return st
-}
 
 // loadBatch is how many subdomains the accounts reader hands over at once.
 const loadBatch = 1024
@@ -79,7 +74,7 @@ func mergeLoad(ctx context.Context, s *Store, now int64, fn func(SubdomainState)
 		defer close(batches)
 		accErr = readAccounts(ctx, accTx, batches)
 	}()
-	err = mergeValues(ctx, valTx, now, version, batches, fn)
+	err = s.mergeValues(ctx, valTx, now, version, batches, fn)
 	cancel()
 	for range batches {
 		// Drained, so that the reader can see the cancellation.
@@ -132,8 +127,10 @@ func readAccounts(ctx context.Context, tx *sql.Tx, batches chan<- []string) erro
 }
 
 // mergeValues walks the grouped values beside the accounts' batches and
-// hands every account's state to fn.
-func mergeValues(ctx context.Context, tx *sql.Tx, now, version int64, batches <-chan []string, fn func(SubdomainState) error) error {
+// hands every account's state to fn. A subdomain whose joined values do not
+// split into as many as it has (a value containing the separator) has them
+// read one by one.
+func (s *Store) mergeValues(ctx context.Context, tx *sql.Tx, now, version int64, batches <-chan []string, fn func(SubdomainState) error) error {
 	values, err := tx.QueryContext(ctx, loadValuesQuery, now)
 	if err != nil {
 		return err
@@ -142,6 +139,7 @@ func mergeValues(ctx context.Context, tx *sql.Tx, now, version int64, batches <-
 	var (
 		vsub  string
 		vals  sql.NullString
+		count int
 		vdone bool
 	)
 	next := func() error {
@@ -149,7 +147,7 @@ func mergeValues(ctx context.Context, tx *sql.Tx, now, version int64, batches <-
 			vdone = true
 			return values.Err()
 		}
-		return values.Scan(&vsub, &vals)
+		return values.Scan(&vsub, &vals, &count)
 	}
 	if err := next(); err != nil {
 		return err
@@ -163,14 +161,19 @@ func mergeValues(ctx context.Context, tx *sql.Tx, now, version int64, batches <-
 					return err
 				}
 			}
-			var own sql.NullString
+			st := SubdomainState{Subdomain: sub, Version: version}
 			if !vdone && vsub == sub {
-				own = vals
+				st.Values = strings.Split(vals.String, valueSeparator)
+				if len(st.Values) != count {
+					if st.Values, err = s.liveValues(ctx, tx, sub, time.Unix(0, now)); err != nil {
+						return err
+					}
+				}
 				if err := next(); err != nil {
 					return err
 				}
 			}
-			if err := fn(state(sub, own, version)); err != nil {
+			if err := fn(st); err != nil {
 				return err
 			}
 		}
@@ -220,7 +223,9 @@ func (s *Store) twinSnapshots(ctx context.Context) (a, b *sql.Tx, version int64,
 }
 
 // joinLoad is PostgreSQL's load: its planner hash-joins the grouped values
-// itself, in one statement of one snapshot.
+// itself, in one statement of one snapshot. The values come as a JSON
+// array, which holds any value (one connection cannot run a second query
+// while it streams the first, as SQLite's fallback does).
 func joinLoad(ctx context.Context, s *Store, now int64, fn func(SubdomainState) error) error {
 	tx, err := s.snapshotTx(ctx)
 	if err != nil {
@@ -232,7 +237,7 @@ func joinLoad(ctx context.Context, s *Store, now int64, fn func(SubdomainState) 
 		return err
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT a.subdomain, v.vals FROM accounts a
-		LEFT JOIN (SELECT subdomain, string_agg(value, chr(10) ORDER BY seq) AS vals FROM txt_values
+		LEFT JOIN (SELECT subdomain, json_agg(value ORDER BY seq) AS vals FROM txt_values
 			WHERE expires_at > $1 GROUP BY subdomain) v ON v.subdomain = a.subdomain
 		ORDER BY a.subdomain`, now)
 	if err != nil {
@@ -247,7 +252,13 @@ func joinLoad(ctx context.Context, s *Store, now int64, fn func(SubdomainState) 
 		if err := rows.Scan(&sub, &vals); err != nil {
 			return err
 		}
-		if err := fn(state(sub, vals, version)); err != nil {
+		st := SubdomainState{Subdomain: sub, Version: version}
+		if vals.Valid {
+			if err := json.Unmarshal([]byte(vals.String), &st.Values); err != nil {
+				return fmt.Errorf("values of %s: %w", sub, err)
+			}
+		}
+		if err := fn(st); err != nil {
 			return err
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -34,9 +33,6 @@ func (s *Store) AddValueEverywhere(ctx context.Context, subdomain, txt string) e
 }
 
 func (s *Store) addValue(ctx context.Context, subdomain, txt string, confirm bool) error {
-	if strings.Contains(txt, valueSeparator) {
-		return fmt.Errorf("store: add value to %s: a TXT value cannot contain a line break", subdomain)
-	}
 	now := s.opts.Now()
 	s.writeMu.Lock()
 	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
