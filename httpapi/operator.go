@@ -370,8 +370,10 @@ func (o *Operator) run(w http.ResponseWriter, r *http.Request, name string, wait
 		o.reply(w, v, err)
 		return
 	}
-	// The HTTP listener's write timeout is sized for replies, not for an
-	// attempt that may outlast it.
+	// The listener's read deadline would cancel the request (see
+	// beginStream); its write timeout is sized for replies, not for an
+	// attempt that may outlast it, so the stream gets a bound of its own.
+	beginStream(w)
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(maxEventStream + 10*time.Second))
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

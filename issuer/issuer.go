@@ -103,7 +103,8 @@ type Options struct {
 	// whatever ARI or the lifetime rule say.
 	RenewBefore time.Duration
 	// InstanceID names this process in the store's leases; default
-	// host/pid/random. Instances sharing a database must differ.
+	// store.NewInstanceID(). Instances sharing a database must differ; cmd
+	// passes the store's own, so one process has one name.
 	InstanceID string
 	// LeaseTTL is how long a certificate's lease outlives a holder that
 	// died; default DefaultLeaseTTL.
@@ -203,7 +204,7 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 		opts.Now = time.Now
 	}
 	if opts.InstanceID == "" {
-		opts.InstanceID = defaultInstanceID()
+		opts.InstanceID = store.NewInstanceID()
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL

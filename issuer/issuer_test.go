@@ -20,6 +20,7 @@ import (
 
 	"github.com/delegated/delegated/providers"
 	"github.com/delegated/delegated/store"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 func TestNormalize(t *testing.T) {
@@ -204,7 +205,7 @@ func TestAssignSharesBaseName(t *testing.T) {
 	}
 	for _, d := range dels {
 		sub := strings.TrimSuffix(d.Target, ".auth.example.org.")
-		if _, err := st.AccountBySubdomain(ctx, sub); err != nil {
+		if _, err := storetest.Values(ctx, st, sub); err != nil {
 			t.Errorf("%s: target %s has no account: %v", d.Name, d.Target, err)
 		}
 		if d.Record() != d.Name+" CNAME "+d.Target {

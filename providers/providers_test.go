@@ -16,6 +16,7 @@ import (
 
 	"github.com/delegated/delegated/httpapi"
 	"github.com/delegated/delegated/store"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 func openStore(t *testing.T) *store.Store {
@@ -95,7 +96,7 @@ func TestLocalPresentAndCleanUp(t *testing.T) {
 		}
 	}
 	for _, sub := range []string{"sub-example", "sub-www"} {
-		if got, _ := st.Values(ctx, sub); len(got) != 0 {
+		if got, _ := storetest.Values(ctx, st, sub); len(got) != 0 {
 			t.Errorf("%s still holds %v after CleanUp", sub, got)
 		}
 	}
@@ -166,7 +167,7 @@ func TestACMEDNSAgainstDelegatedAPI(t *testing.T) {
 			t.Errorf("after Present(%s) the server's store has %v", d, view.get(acct.Subdomain))
 		}
 	}
-	if got, _ := st.Values(ctx, acct.Subdomain); len(got) != 2 {
+	if got, _ := storetest.Values(ctx, st, acct.Subdomain); len(got) != 2 {
 		t.Errorf("values %v, want 2", got)
 	}
 

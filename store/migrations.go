@@ -14,14 +14,6 @@ type migration struct {
 	Postgres string
 }
 
-// sql returns the step's text for dialect name d.
-func (m migration) sql(d string) string {
-	if d == "postgres" && m.Postgres != "" {
-		return m.Postgres
-	}
-	return m.SQLite
-}
-
 // migrations lists every schema step in order; the position (from 1) is the
 // version recorded in schema_migrations. Append new steps at the end.
 func migrations() []migration {
@@ -191,6 +183,28 @@ func migrations() []migration {
 				last_error   TEXT NOT NULL DEFAULT '',
 				updated_at   BIGINT NOT NULL
 			);`,
+		},
+		{
+			// health_probe: the row /health rewrites to learn whether the
+			// store still takes writes when nothing else wrote lately.
+			// changes_compacted: the highest change sequence compaction
+			// may have removed (see CompactChanges); a follower that
+			// applied less may have missed a deletion. txt_values_live
+			// covers every column the start-up load reads, so it walks one
+			// index in order instead of looking each value up in the table
+			// (it replaces txt_values_by_subdomain, its prefix).
+			Name: "health write probe, change compaction mark, covering value index",
+			SQLite: `CREATE TABLE health_probe (
+				id        INTEGER PRIMARY KEY,
+				probed_at BIGINT NOT NULL
+			);
+			CREATE TABLE changes_compacted (
+				id          INTEGER PRIMARY KEY,
+				through_seq BIGINT NOT NULL
+			);
+			INSERT INTO changes_compacted (id, through_seq) VALUES (1, 0);
+			CREATE INDEX txt_values_live ON txt_values(subdomain, seq, expires_at, value);
+			DROP INDEX txt_values_by_subdomain;`,
 		},
 	}
 }

@@ -75,7 +75,10 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 		CheckWorkers:        ic.MaxConcurrentChecks,
 		MaxConcurrentOrders: ic.MaxConcurrentOrders,
 		OrdersPerHour:       ic.OrdersPerHour,
-		Logger:              log,
+		// One name per process: the store's heartbeats and the issuer's
+		// leases say the same instance.
+		InstanceID: st.InstanceID(),
+		Logger:     log,
 	}, st, providers.NewLocal(st, 0))
 	if err != nil {
 		return nil, err
