@@ -94,6 +94,10 @@ type API struct {
 	// RegisterRate limits registrations per source address, as "N/unit"
 	// with unit s, m, h or d (e.g. "10/h"). Default "" (no limit).
 	RegisterRate string `toml:"register_rate"`
+	// RegisterRateN per RegisterRatePer is RegisterRate parsed; filled by
+	// Load, zero without a limit.
+	RegisterRateN   int           `toml:"-"`
+	RegisterRatePer time.Duration `toml:"-"`
 	// TrustedProxies are CIDRs of reverse proxies whose X-Forwarded-For is
 	// believed. Default none: the TCP peer is the client.
 	TrustedProxies []string `toml:"trusted_proxies"`
@@ -422,8 +426,20 @@ func ParseRecord(line, origin string, defaultTTL uint32) (dns.RR, error) {
 	if !dns.IsSubDomain(origin, rr.Header().Name) {
 		return nil, fmt.Errorf("%q: owner %s is outside the zone %s", line, rr.Header().Name, origin)
 	}
+	// The DNS server answers names exactly (challenge subdomains are
+	// looked up by name); a wildcard would shadow NXDOMAIN for them.
+	if strings.HasPrefix(rr.Header().Name, "*.") {
+		return nil, fmt.Errorf("%q: wildcard owners are not supported; list each name", line)
+	}
 	return rr, nil
 }
+
+// The words of [api] registration; config is the only place that reads them.
+const (
+	RegistrationOpen   = "open"
+	RegistrationToken  = "token"
+	RegistrationClosed = "closed"
+)
 
 // validateAPIExtensions checks the [api] keys of delegated's extensions
 // (registration control, trusted proxies, TLS, metrics).
@@ -431,16 +447,17 @@ func (c *Config) validateAPIExtensions() error {
 	a := &c.API
 	switch a.Registration {
 	case "":
-		a.Registration = "open"
-	case "open", "token", "closed":
+		a.Registration = RegistrationOpen
+	case RegistrationOpen, RegistrationToken, RegistrationClosed:
 	default:
-		return c.fail("api.registration", "%q is not supported; expected one of \"open\", \"token\", \"closed\"", a.Registration)
+		return c.fail("api.registration", "%q is not supported; expected one of %q, %q, %q", a.Registration, RegistrationOpen, RegistrationToken, RegistrationClosed)
 	}
 	if a.RegistrationTokenFile != "" && !filepath.IsAbs(a.RegistrationTokenFile) {
 		a.RegistrationTokenFile = filepath.Join(c.Dir, a.RegistrationTokenFile)
 	}
 	if a.RegisterRate != "" {
-		if _, _, err := ParseRate(a.RegisterRate); err != nil {
+		var err error
+		if a.RegisterRateN, a.RegisterRatePer, err = ParseRate(a.RegisterRate); err != nil {
 			return c.fail("api.register_rate", "%v", err)
 		}
 	}

@@ -38,7 +38,11 @@ func TestAPIACMEWiring(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			isvc, err := newIssuerService(cfg, st, log)
+			in, err := preflight(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			isvc, err := newIssuerService(cfg, in.issuer, st, log)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,52 +35,23 @@ type issuerService struct {
 	done   chan struct{}
 }
 
-// newIssuerService builds the issuer from cfg.Issuer; nil when absent.
-func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*issuerService, error) {
+// newIssuerService builds the issuer from cfg.Issuer and the inputs
+// preflight read; nil when absent.
+func newIssuerService(cfg *config.Config, in *issuerInputs, st *store.Store, log *slog.Logger) (*issuerService, error) {
 	ic := cfg.Issuer
-	if ic == nil {
+	if ic == nil || in == nil {
 		return nil, nil
-	}
-	var roots *x509.CertPool
-	if len(ic.CARoots) > 0 {
-		roots = x509.NewCertPool()
-		for _, p := range ic.CARoots {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return nil, &exitError{code: 2, err: fmt.Errorf("issuer.ca_roots: %w", err)}
-			}
-			if !roots.AppendCertsFromPEM(b) {
-				return nil, &exitError{code: 2, err: fmt.Errorf("issuer.ca_roots: %s holds no PEM certificate", p)}
-			}
-		}
-	}
-	hmac, err := secret(ic.EABHMACFile, envEABHMAC, "issuer.eab_hmac_file")
-	if err != nil {
-		return nil, err
-	}
-	if ic.EABKID != "" && hmac == "" {
-		return nil, &exitError{code: 2, err: fmt.Errorf("issuer.eab_kid is set but no HMAC key: set issuer.eab_hmac_file or %s", envEABHMAC)}
-	}
-	token, err := secret(ic.OperatorTokenFile, envOperatorToken, "issuer.operator_token_file")
-	if err != nil {
-		return nil, err
-	}
-	resolvers := ic.Resolvers
-	if len(resolvers) == 0 {
-		if resolvers, err = issuer.SystemResolvers("/etc/resolv.conf"); err != nil {
-			return nil, &exitError{code: 2, err: fmt.Errorf("issuer.resolvers: none configured and %w", err)}
-		}
 	}
 	iss, err := issuer.New(issuer.Options{
 		Zone:              cfg.Zone.Domain,
 		Directory:         ic.Directory,
 		Email:             ic.Email,
-		CARoots:           roots,
+		CARoots:           in.roots,
 		KeyType:           ic.KeyType,
 		EABKID:            ic.EABKID,
-		EABHMAC:           hmac,
+		EABHMAC:           in.eabHMAC,
 		PreferredChain:    ic.PreferredChain,
-		Resolvers:         resolvers,
+		Resolvers:         in.resolvers,
 		SkipAuthoritative: !*ic.CheckAuthoritative,
 		AuthoritativePort: strconv.Itoa(ic.AuthoritativePort),
 		DeployDir:         ic.DeployDir,
@@ -97,21 +65,9 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 	if err != nil {
 		return nil, err
 	}
-	s := &issuerService{iss: iss, token: token, log: log}
-	s.op = httpapi.NewOperator(httpapi.OperatorOptions{Socket: ic.OperatorSocket, Token: token, Logger: log}, issuerAdapter{iss})
+	s := &issuerService{iss: iss, token: in.operatorToken, log: log}
+	s.op = httpapi.NewOperator(httpapi.OperatorOptions{Socket: ic.OperatorSocket, Token: in.operatorToken, Logger: log}, issuerAdapter{iss})
 	return s, nil
-}
-
-// secret reads a secret from file (trailing newline dropped) or env.
-func secret(file, env, key string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", &exitError{code: 2, err: fmt.Errorf("%s: %w", key, err)}
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	return strings.TrimSpace(os.Getenv(env)), nil
 }
 
 // tokenHandler is the operator API for the HTTP listener, or nil when no

@@ -59,6 +59,12 @@ func loadConfig(path string) (*config.Config, error) {
 // serve runs until ctx ends. ready, when not nil, receives the bound DNS
 // and API addresses once both serve (tests use it).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(dnsAddrs, apiAddrs []string)) error {
+	// Every outside input first: a bad one must stop the start before
+	// the database is created or migrated.
+	in, err := preflight(cfg)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.Options{
 		ValuesPerAccount: cfg.Values.PerAccount,
 		ValueLifetime:    cfg.Values.Lifetime.Duration,
@@ -111,14 +117,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	apiOpts, stopAPIOptions, err := apiOptions(cfg, log, dns)
+	apiOpts, stopAPIOptions, err := apiOptions(cfg, in, log, dns)
 	if err != nil {
 		return err
 	}
 	defer stopAPIOptions()
 	// The issuer (off without [issuer]) and its operator API, which the
 	// HTTP listener also serves when an operator token is configured.
-	isvc, err := newIssuerService(cfg, st, log)
+	isvc, err := newIssuerService(cfg, in.issuer, st, log)
 	if err != nil {
 		return err
 	}
