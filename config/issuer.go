@@ -89,21 +89,19 @@ func (c *Config) validateIssuer() error {
 		}
 		is.CARoots[i] = c.abs(p)
 	}
-	switch strings.ToUpper(is.KeyType) {
-	case "":
-		is.KeyType = "EC256"
-	case "EC256", "EC384", "RSA2048", "RSA3072", "RSA4096":
-		is.KeyType = strings.ToUpper(is.KeyType)
-	default:
-		return c.fail("issuer.key_type", "%q is not supported; expected one of \"EC256\", \"EC384\", \"RSA2048\", \"RSA3072\", \"RSA4096\"", is.KeyType)
+	if _, err := CertKeyType(is.KeyType); err != nil {
+		return c.fail("issuer.key_type", "%v", err)
 	}
+	is.KeyType = canonicalKeyType(is.KeyType)
 	if is.EABHMACFile != "" && is.EABKID == "" {
 		return c.fail("issuer.eab_kid", "missing; issuer.eab_hmac_file needs the key id it belongs to")
 	}
 	is.EABHMACFile = c.abs(is.EABHMACFile)
 	for i, r := range is.Resolvers {
 		if _, err := netip.ParseAddrPort(r); err != nil {
-			return c.fail(fmt.Sprintf("issuer.resolvers[%d]", i), "%q is not an address; expected IP:port such as \"127.0.0.1:53\"", r)
+			// Not host names: the delegation check would depend on the
+			// system resolver to find its own resolvers.
+			return c.fail(fmt.Sprintf("issuer.resolvers[%d]", i), "%q is not an address; expected IP:port such as \"127.0.0.1:53\" or \"[2001:db8::53]:53\" (host names are not accepted)", r)
 		}
 	}
 	if is.CheckAuthoritative == nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/delegated/delegated/config"
 	"github.com/delegated/delegated/providers"
 	"github.com/delegated/delegated/store"
 )
@@ -147,9 +148,9 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 		return nil, errors.New("issuer: no zone configured")
 	}
 	opts.Zone = dns.Fqdn(strings.ToLower(opts.Zone))
-	kt, err := keyType(opts.KeyType)
+	kt, err := config.CertKeyType(opts.KeyType)
 	if err != nil {
-		return nil, fmt.Errorf("issuer: %w", err)
+		return nil, fmt.Errorf("issuer: key type: %w", err)
 	}
 	opts.KeyType = string(kt)
 	if len(opts.Resolvers) == 0 {
