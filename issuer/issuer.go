@@ -257,7 +257,7 @@ type Request struct {
 // It returns the certificate with its delegation records. A certificate
 // already active for the same domains is returned unchanged.
 func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
-	name, domains, err := normalize(req)
+	name, domains, err := normalize(req, i.opts.Zone)
 	if err != nil {
 		return Cert{}, err
 	}
@@ -358,11 +358,12 @@ func delegationError(dels []Delegation) error {
 	return nil
 }
 
-// normalize lower-cases, de-duplicates and validates the request.
-func normalize(req Request) (string, []string, error) {
+// normalize lower-cases, de-duplicates and validates the request (the
+// rules are in names.go); zone is our own zone.
+func normalize(req Request, zone string) (string, []string, error) {
 	name := strings.TrimSpace(req.Name)
-	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." || strings.HasPrefix(name, ".") {
-		return "", nil, fmt.Errorf("%w: certificate name %q: expected a file name such as \"example.com\"", ErrInvalid, req.Name)
+	if err := checkCertName(name); err != nil {
+		return "", nil, err
 	}
 	if len(req.Domains) == 0 {
 		return "", nil, fmt.Errorf("%w: no domains", ErrInvalid)
@@ -370,39 +371,14 @@ func normalize(req Request) (string, []string, error) {
 	var out []string
 	for _, d := range req.Domains {
 		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
-		base := strings.TrimPrefix(d, "*.")
-		if !isHostname(base) {
-			return "", nil, fmt.Errorf("%w: %q is not a domain name (a wildcard is allowed only as the first label)", ErrInvalid, d)
+		if err := checkDomain(d, zone); err != nil {
+			return "", nil, err
 		}
 		if !slices.Contains(out, d) {
 			out = append(out, d)
 		}
 	}
 	return name, out, nil
-}
-
-// isHostname accepts LDH names of at least two labels: what a CA issues
-// for and what can stand under _acme-challenge.
-func isHostname(name string) bool {
-	if len(name) > 253 {
-		return false
-	}
-	labels := strings.Split(name, ".")
-	if len(labels) < 2 {
-		return false
-	}
-	for _, l := range labels {
-		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // assign returns the delegation records for domains, creating a challenge
