@@ -61,7 +61,7 @@ func newIssuerService(cfg *config.Config, in *issuerInputs, st *store.Store, log
 		RetryAttempts:     ic.RetryAttempts,
 		RenewBefore:       ic.RenewBefore.Duration,
 		Logger:            log,
-	}, st, providers.NewLocal(st, 0))
+	}, st, providers.NewLocal(st))
 	if err != nil {
 		return nil, err
 	}
