@@ -54,6 +54,7 @@ func commands(stdin io.Reader) []command {
 		revokeCommand(),
 		deleteCommand(stdin),
 		migrateCommand(),
+		healthCommand(),
 	}
 }
 

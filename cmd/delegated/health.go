@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/delegated/delegated/config"
+)
+
+// healthCommand asks a running daemon whether it serves: GET /health on
+// the API and the zone's SOA over DNS, both at the addresses the config
+// names. It is the container's HEALTHCHECK (no curl in the image) and
+// works for any supervisor.
+func healthCommand() command {
+	c := command{
+		Name:  "health",
+		Usage: "[--config FILE] [--url URL] [--timeout D]",
+		Short: "Check that the running daemon answers /health and DNS; exit 1 when not",
+	}
+	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(c, stderr)
+		path := fs.String("config", "config.toml", "configuration `file` (locates the listeners)")
+		base := fs.String("url", "", "API base `URL` (default: the first [api] listen address)")
+		timeout := fs.Duration("timeout", 5*time.Second, "give up on each check after this `duration`")
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usageError("unexpected argument %q", fs.Arg(0))
+		}
+		cfg, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		apiErr := checkAPIHealth(ctx, cfg, *base, stdout)
+		dnsErr := checkDNSHealth(ctx, cfg, stdout)
+		return errors.Join(apiErr, dnsErr)
+	}
+	return c
+}
+
+// dialable turns a listen address into one to connect to: an unspecified
+// address (0.0.0.0, ::) means this host's loopback.
+func dialable(listen string) string {
+	ap, err := netip.ParseAddrPort(listen)
+	if err != nil || !ap.Addr().IsUnspecified() {
+		return listen
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	if ap.Addr().Is6() {
+		lo = netip.IPv6Loopback()
+	}
+	return netip.AddrPortFrom(lo, ap.Port()).String()
+}
+
+func checkAPIHealth(ctx context.Context, cfg *config.Config, base string, stdout io.Writer) error {
+	client := &http.Client{}
+	if base == "" {
+		scheme := "http"
+		if cfg.API.TLS != "none" {
+			scheme = "https"
+			// This checks that the listener serves, not which certificate
+			// it holds: the address is our own loopback, not its name.
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		}
+		base = scheme + "://" + dialable(cfg.API.Listen[0])
+	}
+	url := strings.TrimSuffix(base, "/") + "/health"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return usageError("--url: %v", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("api %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	line := fmt.Sprintf("api %s: %s %s", url, resp.Status, printable(strings.TrimSpace(string(body))))
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(line)
+	}
+	fmt.Fprintln(stdout, line)
+	return nil
+}
+
+func checkDNSHealth(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	addr := dialable(cfg.DNS.Listen[0])
+	m := new(dns.Msg)
+	m.SetQuestion(cfg.Zone.Domain, dns.TypeSOA)
+	c := &dns.Client{Net: "udp"}
+	resp, _, err := c.ExchangeContext(ctx, m, addr)
+	if err != nil {
+		return fmt.Errorf("dns %s: SOA %s: %w", addr, cfg.Zone.Domain, err)
+	}
+	if resp.Rcode != dns.RcodeSuccess || !resp.Authoritative || len(resp.Answer) == 0 {
+		return fmt.Errorf("dns %s: SOA %s: rcode %s, authoritative %t, %d answers; want an authoritative SOA", addr, cfg.Zone.Domain, dns.RcodeToString[resp.Rcode], resp.Authoritative, len(resp.Answer))
+	}
+	serial := uint32(0)
+	if soa, ok := resp.Answer[0].(*dns.SOA); ok {
+		serial = soa.Serial
+	}
+	fmt.Fprintf(stdout, "dns %s: SOA %s serial %d\n", addr, cfg.Zone.Domain, serial)
+	return nil
+}
