@@ -39,6 +39,7 @@ func certificatesCommand() command {
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
+			enc.SetEscapeHTML(false)
 			return enc.Encode(certs)
 		}
 		printCertificates(stdout, certs)

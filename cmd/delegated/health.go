@@ -65,16 +65,18 @@ func dialable(listen string) string {
 }
 
 func checkAPIHealth(ctx context.Context, cfg *config.Config, base string, stdout io.Writer) error {
-	client := &http.Client{}
+	// Over TLS the client accepts exactly the certificate the daemon
+	// serves (see daemonClient). Before tls = "acme" has its first
+	// certificate there is no file to pin: the check is then of liveness
+	// only, not of the certificate.
+	client, err := daemonClient(cfg)
+	if err != nil {
+		client = &http.Client{Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
 	if base == "" {
-		scheme := "http"
-		if cfg.API.TLS != "none" {
-			scheme = "https"
-			// This checks that the listener serves, not which certificate
-			// it holds: the address is our own loopback, not its name.
-			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		if base, err = daemonURL(cfg); err != nil {
+			return err
 		}
-		base = scheme + "://" + dialable(cfg.API.Listen[0])
 	}
 	url := strings.TrimSuffix(base, "/") + "/health"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
