@@ -54,20 +54,28 @@ func TestCheckDomain(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.domain, func(t *testing.T) {
-			err := checkDomain(tc.domain, testZone)
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("got %v; want ErrInvalid containing %q", err, tc.wantErr)
-			}
-			if strings.ContainsRune(err.Error(), '\x1b') {
-				t.Fatalf("message carries a raw escape: %q", err.Error())
-			}
+			checkVerdict(t, checkDomain(tc.domain, testZone), tc.wantErr)
 		})
+	}
+}
+
+// checkVerdict: err is nil when wantErr is empty, else ErrInvalid
+// containing wantErr, printable throughout.
+func checkVerdict(t *testing.T, err error, wantErr string) {
+	t.Helper()
+	if wantErr == "" {
+		if err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		return
+	}
+	if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("got %v; want ErrInvalid containing %q", err, wantErr)
+	}
+	for _, r := range err.Error() {
+		if r != '…' && (r < 0x20 || r == 0x7f || !unicode.IsPrint(r)) {
+			t.Fatalf("message carries %q raw: %q", r, err.Error())
+		}
 	}
 }
 
@@ -91,21 +99,7 @@ func TestCheckCertName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkCertName(tc.name)
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("got %v; want ErrInvalid containing %q", err, tc.wantErr)
-			}
-			for _, r := range err.Error() {
-				if r != '…' && (r < 0x20 || r == 0x7f || !unicode.IsPrint(r)) {
-					t.Fatalf("message carries %q raw: %q", r, err.Error())
-				}
-			}
+			checkVerdict(t, checkCertName(tc.name), tc.wantErr)
 		})
 	}
 }

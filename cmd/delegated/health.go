@@ -31,13 +31,7 @@ func healthCommand() command {
 		path := fs.String("config", "config.toml", "configuration `file` (locates the listeners)")
 		base := fs.String("url", "", "API base `URL` (default: the first [api] listen address)")
 		timeout := fs.Duration("timeout", 5*time.Second, "give up on each check after this `duration`")
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usageError("unexpected argument %q", fs.Arg(0))
-		}
-		cfg, err := loadConfig(*path)
+		cfg, err := parseAndLoad(fs, args, path)
 		if err != nil {
 			return err
 		}

@@ -29,13 +29,7 @@ func serveCommand() command {
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs := newFlagSet(c, stderr)
 		path := fs.String("config", "config.toml", "configuration `file`")
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usageError("unexpected argument %q", fs.Arg(0))
-		}
-		cfg, err := loadConfig(*path)
+		cfg, err := parseAndLoad(fs, args, path)
 		if err != nil {
 			return err
 		}
