@@ -257,8 +257,11 @@ type Request struct {
 // It returns the certificate with its delegation records. A certificate
 // already active for the same domains is returned unchanged.
 func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
-	name, domains, err := normalize(req, i.opts.Zone)
+	name, domains, err := normalize(req)
 	if err != nil {
+		return Cert{}, err
+	}
+	if err := checkOutsideZone(domains, i.opts.Zone); err != nil {
 		return Cert{}, err
 	}
 	dels, err := i.assign(ctx, domains)
@@ -359,8 +362,8 @@ func delegationError(dels []Delegation) error {
 }
 
 // normalize lower-cases, de-duplicates and validates the request (the
-// rules are in names.go); zone is our own zone.
-func normalize(req Request, zone string) (string, []string, error) {
+// rules are in names.go).
+func normalize(req Request) (string, []string, error) {
 	name := strings.TrimSpace(req.Name)
 	if err := checkCertName(name); err != nil {
 		return "", nil, err
@@ -371,7 +374,7 @@ func normalize(req Request, zone string) (string, []string, error) {
 	var out []string
 	for _, d := range req.Domains {
 		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
-		if err := checkDomain(d, zone); err != nil {
+		if err := checkDomain(d); err != nil {
 			return "", nil, err
 		}
 		if !slices.Contains(out, d) {

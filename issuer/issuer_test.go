@@ -43,7 +43,7 @@ func TestNormalize(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, got, err := normalize(tc.req, "auth.example.test.")
+			_, got, err := normalize(tc.req)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrInvalid) {
 					t.Fatalf("got %v, %v; want ErrInvalid containing %q", got, err, tc.wantErr)
@@ -64,7 +64,7 @@ func FuzzNormalize(f *testing.F) {
 		f.Add("name", s)
 	}
 	f.Fuzz(func(t *testing.T, name, domain string) {
-		n, ds, err := normalize(Request{Name: name, Domains: []string{domain, strings.ToUpper(domain)}}, "auth.example.test.")
+		n, ds, err := normalize(Request{Name: name, Domains: []string{domain, strings.ToUpper(domain)}})
 		if err != nil {
 			return
 		}

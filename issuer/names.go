@@ -61,10 +61,9 @@ func checkCertName(name string) error {
 	return nil
 }
 
-// checkDomain validates one requested domain d (lower case, no final dot)
-// for a certificate issued through zone (FQDN, lower case). It returns the
-// reason in one sentence, naming what to do.
-func checkDomain(d, zone string) error {
+// checkDomain validates one requested domain d (lower case, no final dot).
+// It returns the reason in one sentence, naming what to do.
+func checkDomain(d string) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrInvalid, quoteName(d), fmt.Sprintf(format, args...))
 	}
@@ -110,12 +109,20 @@ func checkDomain(d, zone string) error {
 	if tld := labels[len(labels)-1]; isDigits(tld) {
 		return bad("ends in the numeric label %q; no top-level domain is all digits", tld)
 	}
-	// The zone's own name (and its wildcard) validate through
-	// _acme-challenge.<zone>, which the zone answers itself (self.go). A
-	// name below it would need a CNAME inside our zone, which serves
-	// challenge subdomains only.
-	if z := strings.TrimSuffix(zone, "."); z != "" && strings.HasSuffix(base, "."+z) {
-		return bad("is inside this server's zone %s; only %q and %q can be issued from it", z, z, "*."+z)
+	return nil
+}
+
+// checkOutsideZone refuses domains below our own zone (FQDN, lower case).
+// The zone's own name and its wildcard validate through
+// _acme-challenge.<zone>, which the zone answers itself (self.go); a name
+// below it would need a CNAME inside our zone, which serves challenge
+// subdomains only.
+func checkOutsideZone(domains []string, zone string) error {
+	z := strings.TrimSuffix(zone, ".")
+	for _, d := range domains {
+		if base := strings.TrimPrefix(d, "*."); z != "" && strings.HasSuffix(base, "."+z) {
+			return fmt.Errorf("%w: %s: is inside this server's zone %s; only %q and %q can be issued from it", ErrInvalid, quoteName(d), z, z, "*."+z)
+		}
 	}
 	return nil
 }

@@ -1,10 +1,14 @@
 package issuer
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
+
+	"github.com/delegated/delegated/store"
 )
 
 const testZone = "auth.example.test."
@@ -54,7 +58,11 @@ func TestCheckDomain(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.domain, func(t *testing.T) {
-			checkVerdict(t, checkDomain(tc.domain, testZone), tc.wantErr)
+			err := checkDomain(tc.domain)
+			if err == nil {
+				err = checkOutsideZone([]string{tc.domain}, testZone)
+			}
+			checkVerdict(t, err, tc.wantErr)
 		})
 	}
 }
@@ -113,7 +121,11 @@ func FuzzNames(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		for _, err := range []error{checkCertName(s), checkDomain(s, testZone)} {
+		domainErr := checkDomain(s)
+		if domainErr == nil {
+			domainErr = checkOutsideZone([]string{s}, testZone)
+		}
+		for _, err := range []error{checkCertName(s), domainErr} {
 			if err == nil {
 				continue
 			}
@@ -128,7 +140,7 @@ func FuzzNames(f *testing.F) {
 				t.Fatalf("certificate name %q accepted", s)
 			}
 		}
-		if checkDomain(s, testZone) == nil {
+		if domainErr == nil {
 			base := strings.TrimPrefix(s, "*.")
 			if len("_0123456789abcdef."+challengePrefix+base) > maxNameLen || strings.ContainsAny(base, "*: _/") || strings.HasSuffix(base, ".auth.example.test") {
 				t.Fatalf("domain %q accepted", s)
@@ -142,5 +154,32 @@ func FuzzNames(f *testing.F) {
 func TestMaxBaseLen(t *testing.T) {
 	if got := len("_0123456789abcdef." + challengePrefix + strings.Repeat("a", maxBaseLen)); got != maxNameLen {
 		t.Fatalf("dns-account-01 name of the longest base is %d characters, want %d", got, maxNameLen)
+	}
+}
+
+// TestIssueRefusesBadNames: Issue refuses before recording anything: no
+// certificate row and no challenge subdomain for any refused request.
+func TestIssueRefusesBadNames(t *testing.T) {
+	iss, st := newTestIssuer(t, &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+	ctx := context.Background()
+	for _, req := range []Request{
+		{Name: "ip", Domains: []string{"192.0.2.1"}},
+		{Name: "numeric", Domains: []string{"foo.123"}},
+		{Name: "long", Domains: []string{strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + "." + strings.Repeat("c", 60) + "." + strings.Repeat("d", 40) + ".example"}},
+		{Name: "ours", Domains: []string{"ok.example", "www.auth.example.org"}},
+		{Name: strings.Repeat("n", 300), Domains: []string{"ok.example"}},
+		{Name: "x\x1b[2Jy", Domains: []string{"ok.example"}},
+	} {
+		if _, err := iss.Issue(ctx, req); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q %v: %v, want ErrInvalid", req.Name, req.Domains, err)
+		}
+		if _, err := st.CertificateByName(ctx, req.Name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%q: recorded (%v)", req.Name, err)
+		}
+	}
+	for _, base := range []string{"192.0.2.1", "foo.123", "ok.example", "www.auth.example.org"} {
+		if _, err := st.ChallengeNameByBase(ctx, base); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s got a challenge subdomain (%v)", base, err)
+		}
 	}
 }
