@@ -268,10 +268,8 @@ func (c *Config) validate() error {
 	if len(c.DNS.Listen) == 0 {
 		c.DNS.Listen = []string{"127.0.0.1:5053"}
 	}
-	for i, a := range c.DNS.Listen {
-		if err := checkListen(a); err != nil {
-			return c.fail(fmt.Sprintf("dns.listen[%d]", i), "%v", err)
-		}
+	if err := c.checkListenSet("dns.listen", c.DNS.Listen); err != nil {
+		return err
 	}
 	if c.DNS.TCPIdleTimeout.Duration == 0 {
 		c.DNS.TCPIdleTimeout.Duration = 10 * time.Second
@@ -299,10 +297,8 @@ func (c *Config) validate() error {
 	if len(c.API.Listen) == 0 {
 		c.API.Listen = []string{"127.0.0.1:8053"}
 	}
-	for i, a := range c.API.Listen {
-		if err := checkListen(a); err != nil {
-			return c.fail(fmt.Sprintf("api.listen[%d]", i), "%v", err)
-		}
+	if err := c.checkListenSet("api.listen", c.API.Listen); err != nil {
+		return err
 	}
 	if c.API.BcryptCost == 0 {
 		c.API.BcryptCost = 10
@@ -384,6 +380,29 @@ func fqdn(name string) (string, error) {
 		return "", errors.New("invalid domain name")
 	}
 	return dns.Fqdn(name), nil
+}
+
+// checkListenSet checks each address of a listen key, and that no two
+// collide: "[::]:P" is one dual-stack socket that already takes IPv4, so
+// "0.0.0.0:P" beside it (or the same address twice) could not bind.
+func (c *Config) checkListenSet(key string, addrs []string) error {
+	seen := map[netip.AddrPort]int{}
+	for i, a := range addrs {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if err := checkListen(a); err != nil {
+			return c.fail(k, "%v", err)
+		}
+		ap := netip.MustParseAddrPort(a)
+		slot := ap
+		if ap.Addr().IsUnspecified() {
+			slot = netip.AddrPortFrom(netip.IPv6Unspecified(), ap.Port())
+		}
+		if j, dup := seen[slot]; dup {
+			return c.fail(k, "%q collides with %s[%d] %q: \"[::]:%d\" alone listens on every IPv4 and IPv6 address; keep one of them", a, key, j, addrs[j], ap.Port())
+		}
+		seen[slot] = i
+	}
+	return nil
 }
 
 func checkListen(addr string) error {

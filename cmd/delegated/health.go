@@ -45,17 +45,15 @@ func healthCommand() command {
 }
 
 // dialable turns a listen address into one to connect to: an unspecified
-// address (0.0.0.0, ::) means this host's loopback.
+// address (0.0.0.0, ::) means this host's loopback. 127.0.0.1 serves both:
+// Go listens on "[::]" with one dual-stack socket, and IPv6 (so ::1) may be
+// off, as in containers on networks without it.
 func dialable(listen string) string {
 	ap, err := netip.ParseAddrPort(listen)
 	if err != nil || !ap.Addr().IsUnspecified() {
 		return listen
 	}
-	lo := netip.MustParseAddr("127.0.0.1")
-	if ap.Addr().Is6() {
-		lo = netip.IPv6Loopback()
-	}
-	return netip.AddrPortFrom(lo, ap.Port()).String()
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port()).String()
 }
 
 func checkAPIHealth(ctx context.Context, cfg *config.Config, base string, stdout io.Writer) error {
