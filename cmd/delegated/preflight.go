@@ -3,9 +3,14 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/delegated/delegated/config"
 	"github.com/delegated/delegated/issuer"
@@ -41,6 +46,19 @@ func preflight(cfg *config.Config) (startInputs, error) {
 		return in, configError(cfg, "api.registration_token_file", "api.registration = %q needs a token: set api.registration_token_file or the environment variable %s", config.RegistrationToken, registrationTokenEnv)
 	}
 	in.registrationToken = tok
+	if cfg.Store.Driver == "sqlite3" {
+		if err := checkWritable(cfg, "store.dsn", cfg.Store.DSN); err != nil {
+			return in, err
+		}
+	}
+	if ic := cfg.Issuer; ic != nil {
+		if err := checkWritable(cfg, "issuer.deploy_dir", filepath.Join(ic.DeployDir, "live")); err != nil {
+			return in, err
+		}
+		if err := checkWritable(cfg, "issuer.operator_socket", ic.OperatorSocket); err != nil {
+			return in, err
+		}
+	}
 	if cfg.API.TLS == "files" {
 		if err := checkKeyPair(cfg); err != nil {
 			return in, err
@@ -50,6 +68,36 @@ func preflight(cfg *config.Config) (startInputs, error) {
 		return in, err
 	}
 	return in, nil
+}
+
+// checkWritable checks that this process may create or write path: the
+// file itself when it exists, else the nearest folder above it that
+// exists (the daemon creates the ones below). A read-only file system
+// (systemd's ProtectSystem=strict, a container's read-only root) says so
+// here, naming the key, instead of as SQLite's "unable to open database
+// file" after start.
+func checkWritable(cfg *config.Config, key, path string) error {
+	p := path
+	for {
+		fi, err := os.Stat(p)
+		if err == nil {
+			if p != path && !fi.IsDir() {
+				return configError(cfg, key, "%s: %s is not a folder", path, p)
+			}
+			if err := unix.Access(p, unix.W_OK); err != nil {
+				return configError(cfg, key, "%s: %s is not writable by this process (uid %d): %v; under systemd only /var/lib/delegated is, in the container only the volume", path, p, os.Geteuid(), err)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return configError(cfg, key, "%s: %v", path, err)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return nil
+		}
+		p = parent
+	}
 }
 
 // configError is a config.Error for a key whose outside input is wrong:

@@ -42,6 +42,8 @@ dsn = "state.db"
 		{"empty token file", "", "registration = \"token\"\nregistration_token_file = \"empty.token\"", "", "api.registration_token_file"},
 		{"missing CA roots", "", "", issuerSection + `ca_roots = ["missing.pem"]`, "issuer.ca_roots[0]"},
 		{"EAB key id without key", "", "", issuerSection + `eab_kid = "kid"`, "issuer.eab_kid"},
+		{"database below a file", "", "", "", "store.dsn"},
+		{"deploy_dir below a file", "", "", issuerSection + `deploy_dir = "junk.pem/certs"`, "issuer.deploy_dir"},
 		{"IP resolver without port", "", "", "\n[issuer]\ndirectory = \"https://ca.example.test/dir\"\nresolvers = [\"127.0.0.1\"]", "issuer.resolvers[0]"},
 	}
 	t.Setenv(registrationTokenEnv, "")
@@ -57,6 +59,9 @@ dsn = "state.db"
 			}
 			path := filepath.Join(dir, "config.toml")
 			parts := strings.Split(base, "%s")
+			if c.name == "database below a file" {
+				parts[4] = strings.Replace(parts[4], `dsn = "state.db"`, `dsn = "junk.pem/state.db"`, 1)
+			}
 			body := parts[0] + c.records + parts[1] + strconv.Itoa(freePort(t)) + parts[2] + strconv.Itoa(freePort(t)) +
 				parts[3] + c.api + parts[4] + c.issuer + parts[5]
 			if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
