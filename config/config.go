@@ -53,6 +53,10 @@ type Zone struct {
 	// DefaultTTL is the TTL of the NS record and of static records written
 	// without one. Default 3600.
 	DefaultTTL *uint32 `toml:"default_ttl"`
+	// DNSSEC signs the zone online (ECDSA P-256 key generated on the first
+	// start and kept in the store; `delegated dnssec ds` prints the DS for
+	// the parent). Default false.
+	DNSSEC bool `toml:"dnssec"`
 
 	// ParsedRecords are Records parsed; filled by Load.
 	ParsedRecords []dns.RR `toml:"-"`
@@ -261,6 +265,10 @@ func (c *Config) validate() error {
 		rr, err := ParseRecord(line, domain, *z.DefaultTTL)
 		if err != nil {
 			return c.fail(fmt.Sprintf("zone.records[%d]", i), "%v", err)
+		}
+		if t := rr.Header().Rrtype; z.DNSSEC && (t == dns.TypeDNSKEY || t == dns.TypeRRSIG || t == dns.TypeNSEC ||
+			t == dns.TypeNSEC3 || t == dns.TypeNSEC3PARAM || t == dns.TypeCDS || t == dns.TypeCDNSKEY) {
+			return c.fail(fmt.Sprintf("zone.records[%d]", i), "%q: with zone.dnssec = true the %s records are made by the signer; remove this line", line, dns.TypeToString[t])
 		}
 		z.ParsedRecords = append(z.ParsedRecords, rr)
 	}

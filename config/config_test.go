@@ -56,6 +56,7 @@ domain = "Auth.Example.ORG"
 		{"lifetime", c.Values.Lifetime.Duration, 24 * time.Hour},
 		{"log.format", c.Log.Format, "text"},
 		{"log.level", c.Log.Level, "info"},
+		{"dnssec", c.Zone.DNSSEC, false},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -120,6 +121,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"log format", "[zone]\ndomain = \"a.test\"\n[log]\nformat = \"xml\"", "log.format", "json"},
 		{"wrong type", "[zone]\ndomain = 5", "", "domain"},
 		{"negative ttl", "[zone]\ndomain = \"a.test\"\ntxt_ttl = -1", "", "txt_ttl"},
+		{"dnssec not a bool", "[zone]\ndomain = \"a.test\"\ndnssec = \"yes\"", "", "dnssec"},
+		{"signer's records with dnssec", "[zone]\ndomain = \"a.test\"\ndnssec = true\nrecords = [\"a.test. DNSKEY 257 3 13 aocTrqnPysm1H/sFjULuCzweNjUTLDYKJfoiEN1IALjX9WpZzjxMEjeuL4iipKa5jwklC/PBpF18ySU01Ry5kA==\"]", "zone.records[0]", "made by the signer"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -10,7 +10,11 @@ import (
 // Benchmarks of the UDP answer path without the socket: bytes in, bytes
 // out, allocations reported. Socket-level throughput is bench/dns's job.
 func benchmarkPacket(b *testing.B, name string, qtype uint16, edns bool) {
-	env := newTestEnv(b, Options{})
+	benchmarkPacketWith(b, Options{}, name, qtype, edns)
+}
+
+func benchmarkPacketWith(b *testing.B, opts Options, name string, qtype uint16, edns bool) {
+	env := newTestEnv(b, opts)
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	if edns {

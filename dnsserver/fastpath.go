@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"bytes"
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/miekg/dns"
 )
@@ -24,9 +25,20 @@ const ptrToQuestion = 0xC000 | headerLen
 // size), TTL (extended rcode, version, flags), empty rdata.
 const optLen = 11
 
-// fastAnswer returns the reply and true when it could answer pkt itself.
-// The caller has checked QR=0, a served opcode and QDCOUNT=1.
+// cookieOptLen is the COOKIE option in a reply: code, length, client
+// cookie, server cookie.
+const cookieOptLen = 4 + clientCookieLen + serverCookieLen
+
+// fastAnswer is fastAnswerFrom for a query of unknown source: one with a
+// DNS cookie takes the full path.
 func (s *Server) fastAnswer(pkt, out []byte) ([]byte, bool) {
+	return s.fastAnswerFrom(pkt, out, netip.Addr{})
+}
+
+// fastAnswerFrom returns the reply to pkt from src and true when it could
+// answer pkt itself. The caller has checked QR=0, a served opcode and
+// QDCOUNT=1.
+func (s *Server) fastAnswerFrom(pkt, out []byte, src netip.Addr) ([]byte, bool) {
 	if pkt[2]&0x78 != 0 || // opcode QUERY only
 		pkt[6]|pkt[7]|pkt[8]|pkt[9] != 0 || // no answer or authority records
 		pkt[10] != 0 || pkt[11] > 1 { // at most one additional (OPT)
@@ -76,6 +88,7 @@ func (s *Server) fastAnswer(pkt, out []byte) ([]byte, bool) {
 	}
 
 	limit, hasOpt, do := dns.MinMsgSize, false, false
+	var cookie []byte
 	switch pkt[11] {
 	case 0:
 		if qend != len(pkt) {
@@ -91,6 +104,18 @@ func (s *Server) fastAnswer(pkt, out []byte) ([]byte, bool) {
 		}
 		hasOpt = true
 		do = pkt[o+7]&0x80 != 0
+		if do && s.signer != nil {
+			return nil, false // signed answers take the full path
+		}
+		var ok bool
+		if cookie, ok = findCookie(pkt[o+optLen:]); !ok {
+			return nil, false
+		}
+		// Where a cookie decides about rate limiting, or its source is
+		// unknown, the full path answers.
+		if cookie != nil && (s.rrl != nil || !src.IsValid()) {
+			return nil, false
+		}
 		limit = min(max(int(binary.BigEndian.Uint16(pkt[o+3:])), dns.MinMsgSize), ednsBufferSize)
 	}
 
@@ -108,9 +133,19 @@ func (s *Server) fastAnswer(pkt, out []byte) ([]byte, bool) {
 		}
 		off += 2 + int(e.txt[off+1])
 	}
+	var server [serverCookieLen]byte
+	if cookie != nil {
+		var v cookieVerdict
+		if server, v = s.cookies.checkRaw(cookie, src, s.opts.Now()); v == cookieMalformed {
+			return nil, false // FORMERR from the full path
+		}
+	}
 	size := qend + len(e.txt) + count*(12-1)
 	if hasOpt {
 		size += optLen
+	}
+	if cookie != nil {
+		size += cookieOptLen
 	}
 	if size > limit || size > len(out) {
 		return nil, false // the full path truncates
@@ -150,7 +185,34 @@ func (s *Server) fastAnswer(pkt, out []byte) ([]byte, bool) {
 			b[w+7] = 0x80
 		}
 		binary.BigEndian.PutUint16(b[w+9:], 0)
+		if cookie != nil {
+			binary.BigEndian.PutUint16(b[w+9:], cookieOptLen)
+			binary.BigEndian.PutUint16(b[w+11:], dns.EDNS0COOKIE)
+			binary.BigEndian.PutUint16(b[w+13:], clientCookieLen+serverCookieLen)
+			copy(b[w+15:], cookie[:clientCookieLen])
+			copy(b[w+15+clientCookieLen:], server[:])
+		}
 	}
 	s.counts.add(dns.TypeTXT, dns.RcodeSuccess)
 	return b, true
+}
+
+// findCookie returns the data of the first COOKIE option among the OPT
+// RDATA opts (nil if none), and false when the options do not parse.
+func findCookie(opts []byte) ([]byte, bool) {
+	var cookie []byte
+	for len(opts) > 0 {
+		if len(opts) < 4 {
+			return nil, false
+		}
+		code, l := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
+		if 4+l > len(opts) {
+			return nil, false
+		}
+		if code == dns.EDNS0COOKIE && cookie == nil {
+			cookie = opts[4 : 4+l]
+		}
+		opts = opts[4+l:]
+	}
+	return cookie, true
 }

@@ -66,7 +66,7 @@ func FuzzAnswerTCP(f *testing.F) {
 		if len(r.Question) != 1 || r.Response {
 			return // miekg/dns's accept func answers these from the header
 		}
-		m := env.srv.answer(&r, true)
+		m, _ := env.srv.answer(&r, true, netip.MustParseAddr("127.0.0.1"))
 		if _, err := m.Pack(); err != nil {
 			t.Fatalf("reply does not pack: %v\n%v", err, m)
 		}

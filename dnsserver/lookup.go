@@ -64,6 +64,11 @@ func (s *Server) lookup(qname string, qtype uint16) (result, sections) {
 		}
 	}
 
+	if qname == z.origin && s.signer != nil {
+		if rrs := s.signer.apexRRs(qtype); rrs != nil {
+			return success, sections{answer: rrs}
+		}
+	}
 	if node, ok := z.nodes[qname]; ok {
 		return s.staticAnswer(qname, qtype, node, serial)
 	}

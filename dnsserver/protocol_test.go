@@ -210,7 +210,8 @@ func TestFastPathMatchesFullPath(t *testing.T) {
 			if err := r.Unpack(pkt); err != nil {
 				t.Fatal(err)
 			}
-			want, err := env.srv.answer(&r, false).PackBuffer(full)
+			reply, _ := env.srv.answer(&r, false, netip.MustParseAddr("127.0.0.1"))
+			want, err := reply.PackBuffer(full)
 			if err != nil {
 				t.Fatal(err)
 			}

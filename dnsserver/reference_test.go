@@ -174,12 +174,20 @@ func TestReferenceKnot(t *testing.T) {
 		ExtraServer: []string{`identity: ""`, `version: ""`},
 	})
 	battery := referenceBattery()
-	diffs, excluded := 0, 0
+	diffs, excluded := compareBattery(t, battery, env.addr, knot.Addr, 0x2000)
+	t.Logf("reference battery: %d queries compared, %d differences; %d deliberate differences excluded", len(battery)-excluded, diffs, excluded)
+}
+
+// compareBattery sends every query to ours and theirs and reports each
+// difference in rcode, flags or section counts as an error; it returns the
+// number of differences and of deliberate differences left out.
+func compareBattery(t *testing.T, battery []batteryQuery, oursAddr, theirsAddr string, idBase uint16) (diffs, excluded int) {
+	t.Helper()
 	for i, q := range battery {
 		c := goldenCase{qname: q.qname, qtype: q.qtype, qclass: q.qclass, edns: q.edns, noRD: q.noRD}
-		id := uint16(0x2000 + i)
-		ours := exchange(t, q.network, env.addr, c.query(id))
-		theirs := exchange(t, q.network, knot.Addr, c.query(id))
+		id := idBase + uint16(i)
+		ours := exchange(t, q.network, oursAddr, c.query(id))
+		theirs := exchange(t, q.network, theirsAddr, c.query(id))
 		if testing.Verbose() {
 			t.Logf("%s: %+v", q, shape(theirs))
 		}
@@ -196,5 +204,5 @@ func TestReferenceKnot(t *testing.T) {
 			t.Errorf("%s:\n  delegated %+v\n  knot      %+v\n--- delegated\n%s--- knot\n%s", q, a, b, render(ours), render(theirs))
 		}
 	}
-	t.Logf("reference battery: %d queries compared, %d differences; %d deliberate differences excluded", len(battery)-excluded, diffs, excluded)
+	return diffs, excluded
 }

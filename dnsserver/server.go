@@ -16,11 +16,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/delegated/delegated/store"
 	"github.com/miekg/dns"
 	"golang.org/x/net/netutil"
 )
@@ -50,7 +52,11 @@ type Options struct {
 	// are dropped. 0 drops them all; 1 truncates them all. Default 0
 	// (config applies 2, as NSD and Knot do).
 	RRLSlip int
-	// Now is the clock for rate limiting; default time.Now.
+	// DNSSECKeys, when not empty, turn online signing on (dnssec.go): one
+	// key must be active. SetDNSSECKeys replaces them while serving.
+	DNSSECKeys []store.DNSSECKey
+	// Now is the clock for rate limiting, signatures and cookies; default
+	// time.Now.
 	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -64,6 +70,9 @@ type Server struct {
 	log    *slog.Logger
 	rrl    *rrl // nil when rate limiting is off
 	counts queryCounts
+	// signer is nil when DNSSEC is off; cookies always serve (cookie.go).
+	signer  *signer
+	cookies *cookieJar
 
 	mu    sync.Mutex
 	tcp   []*dns.Server
@@ -96,6 +105,14 @@ func New(opts Options, zc ZoneConfig, view *View) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, zone: z, view: view, log: opts.Logger.With("component", "dns")}
+	if s.cookies, err = newCookieJar(); err != nil {
+		return nil, err
+	}
+	if len(opts.DNSSECKeys) > 0 {
+		if s.signer, err = newSigner(z.origin, zc.NSTTL, opts.Now, opts.DNSSECKeys); err != nil {
+			return nil, err
+		}
+	}
 	if opts.RRLRate > 0 {
 		s.rrl = newRRL(opts.RRLRate, opts.RRLSlip, opts.Now)
 	}
@@ -256,7 +273,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			_ = w.WriteMsg(m)
 		}
 	}()
-	m := s.answer(r, true)
+	var src netip.Addr
+	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
+		src = ap.Addr()
+	}
+	m, _ := s.answer(r, true, src)
 	if m == nil {
 		return
 	}
@@ -265,19 +286,20 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-// answer builds the reply to r; nil means send nothing. It counts the reply.
-func (s *Server) answer(r *dns.Msg, tcp bool) *dns.Msg {
-	m := s.buildAnswer(r, tcp)
+// answer builds the reply to r from src; nil means send nothing. It counts
+// the reply and reports what the query's DNS cookie proved.
+func (s *Server) answer(r *dns.Msg, tcp bool, src netip.Addr) (*dns.Msg, cookieVerdict) {
+	m, cv := s.buildAnswer(r, tcp, src)
 	qt := uint16(qtypeNone)
 	if len(r.Question) > 0 {
 		qt = r.Question[0].Qtype
 	}
 	s.counts.add(qt, m.Rcode)
-	return m
+	return m, cv
 }
 
-func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
-	m := new(dns.Msg)
+func (s *Server) buildAnswer(r *dns.Msg, tcp bool, src netip.Addr) (m *dns.Msg, cv cookieVerdict) {
+	m = new(dns.Msg)
 	m.SetReply(r)
 	m.RecursionAvailable = false
 	m.Authoritative = false
@@ -289,26 +311,42 @@ func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
 		replyOpt.SetUDPSize(ednsBufferSize)
 		replyOpt.SetDo(opt.Do())
 		m.Extra = append(m.Extra, replyOpt)
+		var cookie *dns.EDNS0_COOKIE
+		if cookie, cv = s.cookies.check(opt, src, s.opts.Now()); cv == cookieMalformed {
+			m.Rcode = dns.RcodeFormatError
+			return m, cv
+		} else if cookie != nil {
+			replyOpt.Option = append(replyOpt.Option, cookie)
+		}
 		if opt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
-			return m
+			return m, cv
 		}
 	}
 	if r.Opcode != dns.OpcodeQuery {
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, cv
 	}
 	if len(r.Question) != 1 {
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, cv
 	}
 	q := r.Question[0]
 	if q.Qclass != dns.ClassINET {
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, cv
 	}
 	qname := strings.ToLower(q.Name)
 	res, sec := s.lookup(qname, q.Qtype)
+	if s.signer != nil && opt != nil && opt.Do() && res != refused {
+		var err error
+		if res, sec, err = s.signSections(qname, q.Qtype, res, sec, opt.Co()); err != nil {
+			s.log.Error("dnssec signing failed", "qname", qname, "err", err)
+			m.Rcode = dns.RcodeServerFailure
+			return m, cv
+		}
+		replyOpt.SetCo(opt.Co())
+	}
 	switch res {
 	case success, noData:
 		m.Authoritative = true
@@ -318,7 +356,7 @@ func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
 	case delegation:
 	case refused:
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, cv
 	}
 	// Answer owners take the query's spelling (0x20 case randomisation).
 	for _, rr := range sec.answer {
@@ -351,5 +389,5 @@ func (s *Server) buildAnswer(r *dns.Msg, tcp bool) *dns.Msg {
 	// always compress, which keeps replies small and owner names pointing
 	// at the question (whose case the client chose).
 	m.Compress = true
-	return m
+	return m, cv
 }

@@ -222,8 +222,15 @@ func (s *Server) handlePacket(pkt, out []byte, src netip.Addr) (reply []byte) {
 		reply = headerOnly(out, pkt, dns.RcodeFormatError)
 	default:
 		var ok bool
-		if reply, ok = s.fastAnswer(pkt, out); !ok {
-			reply = s.slowAnswer(pkt, out)
+		if reply, ok = s.fastAnswerFrom(pkt, out, src); !ok {
+			var cv cookieVerdict
+			if reply, cv = s.slowAnswer(pkt, out, src); cv == cookieValid {
+				// A valid server cookie proves the source is not
+				// spoofed: no reflection to limit (RFC 7873 §5.3).
+				return reply
+			} else if cv == cookieClientOnly && s.rrl != nil {
+				return s.limitCookie(pkt, out, src, reply)
+			}
 		}
 	}
 	if s.rrl != nil {
@@ -238,19 +245,19 @@ func (s *Server) handlePacket(pkt, out []byte, src netip.Addr) (reply []byte) {
 }
 
 // slowAnswer is miekg/dns's full message path: unpack, answer, pack.
-func (s *Server) slowAnswer(pkt, out []byte) []byte {
+func (s *Server) slowAnswer(pkt, out []byte, src netip.Addr) ([]byte, cookieVerdict) {
 	var r dns.Msg
 	if err := r.Unpack(pkt); err != nil {
 		s.counts.add(qtypeNone, dns.RcodeFormatError)
-		return headerOnly(out, pkt, dns.RcodeFormatError)
+		return headerOnly(out, pkt, dns.RcodeFormatError), cookieNone
 	}
-	m := s.answer(&r, false)
+	m, cv := s.answer(&r, false, src)
 	b, err := m.PackBuffer(out)
 	if err != nil {
 		s.log.Warn("dns reply did not pack", "question", r.Question, "err", err)
-		return headerOnly(out, pkt, dns.RcodeServerFailure)
+		return headerOnly(out, pkt, dns.RcodeServerFailure), cv
 	}
-	return b
+	return b, cv
 }
 
 const headerLen = 12

@@ -6,6 +6,17 @@
 #   FLOOD=1 bash bench/dns/run.sh 1000              also: DNS p99 idle vs
 #                                                   under a wrong-key /update flood
 #   DNSPERF_ARGS="-c 2 -q 200" bash bench/dns/run.sh  other client settings
+#   DO=1 bash bench/dns/run.sh 1000                 DNSSEC: queries with DO=1,
+#                                                   delegated with [zone] dnssec,
+#                                                   against Knot's mod-onlinesign
+#                                                   and Knot serving the zone
+#                                                   pre-signed (one ECDSA P-256
+#                                                   CSK each)
+#   DO=1 NX=1 bash bench/dns/run.sh 1000            the worst case for online
+#                                                   signing: every query a new
+#                                                   name that does not exist,
+#                                                   so every denial is signed
+#                                                   afresh
 #   FLOOD=1 HOG=1 bash bench/dns/run.sh 1000 1 1     the flood pairs with a
 #                                                   normal-priority CPU hog
 #                                                   beside the server all along
@@ -22,10 +33,17 @@ DUR=${2:-10}
 RUNS=${3:-3}
 FLOOD=${FLOOD:-0}
 HOG=${HOG:-0}
+DO=${DO:-0}
+NX=${NX:-0}
 # dnsperf's own defaults (one client, 100 outstanding): enough to saturate a
 # one-core server without overflowing its socket buffer, so "lost" stays at
 # zero and a run measures capacity, not 2-second timeouts.
 DNSPERF_ARGS=${DNSPERF_ARGS:--c 1 -q 100 -t 1}
+DNSSEC_CONF=""
+if [ "$DO" = 1 ]; then
+	DNSPERF_ARGS="$DNSPERF_ARGS -D"
+	DNSSEC_CONF="dnssec = true"
+fi
 ZONE=auth.example.org.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/bench-dns.XXXXXX)
@@ -61,6 +79,10 @@ echo "== seeding $N accounts"
 t0=$(date +%s.%N)
 "$WORK/seed" -n "$N" -db "$WORK/delegated.db" -zone "$ZONE" -queries "$WORK/queries.txt" -zonefile "$WORK/knot.zone"
 echo "seeded in $(echo "$(date +%s.%N) - $t0" | bc) s"
+if [ "$NX" = 1 ]; then
+	# A million distinct names that do not exist: no answer repeats.
+	awk -v z="$ZONE" 'BEGIN { for (i = 0; i < 1000000; i++) printf "nx%d.%s TXT\n", i, z }' >"$WORK/queries.txt"
+fi
 
 # run_dnsperf PID PORT LABEL: RUNS runs of DUR seconds; appends "qps us_per_query" lines to $WORK/LABEL.runs
 run_dnsperf() {
@@ -95,6 +117,7 @@ domain = "$ZONE"
 nsname = "$ZONE"
 nsadmin = "hostmaster.$ZONE"
 records = ["$ZONE A 127.0.0.1"]
+$DNSSEC_CONF
 [dns]
 listen = ["127.0.0.1:$DPORT"]
 [api]
@@ -143,10 +166,15 @@ if [ "$FLOOD" = 1 ]; then
 fi
 kill "$DPID"; wait "$DPID" 2>/dev/null || true
 
-echo "== knot"
-KPORT=$(freeport)
-mkdir -p "$WORK/knot"
-cat >"$WORK/knot/knot.conf" <<CONF
+# run_knot LABEL ZONE_EXTRA TOPLEVEL: Knot on the same zone file; ZONE_EXTRA
+# are lines for its zone entry, TOPLEVEL sections before it (DNSSEC policy).
+run_knot() {
+	local label=$1 zextra=$2 top=$3
+	echo "== $label"
+	KPORT=$(freeport)
+	rm -rf "$WORK/knot"
+	mkdir -p "$WORK/knot/db"
+	cat >"$WORK/knot/knot.conf" <<CONF
 server:
     rundir: "$WORK/knot"
     listen: 127.0.0.1@$KPORT
@@ -158,6 +186,7 @@ log:
     any: warning
 database:
     storage: "$WORK/knot/db"
+$top
 template:
   - id: default
     storage: "$WORK"
@@ -166,30 +195,62 @@ template:
 zone:
   - domain: "$ZONE"
     file: "$WORK/knot.zone"
+$zextra
 CONF
-t0=$(date +%s.%N)
-taskset -c 0 knotd -c "$WORK/knot/knot.conf" 2>"$WORK/knot.log" &
-KPID=$!; PIDS+=("$KPID")
-wait_dns "$KPORT"
-echo "knot start-up: $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-5) s; RSS: $(rss_mb "$KPID") MB"
-run_dnsperf "$KPID" "$KPORT" knot
-if [ "$FLOOD" = 1 ]; then
-	# The same fixed-rate measurement on Knot: the machine's own latency
-	# floor, against which delegated's idle figure can be read.
-	read -r p50 p99 p999 n < <(p99_at_rate "$KPORT" 20000 5)
-	echo "knot idle at 20000 qps: p50 $p50 ms  p99 $p99 ms  p99.9 $p999 ms  ($n answers)"
+	t0=$(date +%s.%N)
+	taskset -c 0 knotd -c "$WORK/knot/knot.conf" 2>"$WORK/$label.log" &
+	KPID=$!; PIDS+=("$KPID")
+	wait_dns "$KPORT"
+	if [ "$DO" = 1 ]; then
+		# Knot signs (pre-signed: the whole zone at load) in the
+		# background; wait until the SOA comes signed.
+		for _ in $(seq 1 600); do
+			kdig +dnssec +time=1 +retry=0 -p "$KPORT" @127.0.0.1 SOA "$ZONE" 2>/dev/null | grep -q "RRSIG.*SOA" && break
+			sleep 0.1
+		done
+	fi
+	echo "$label start-up: $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-5) s; RSS: $(rss_mb "$KPID") MB"
+	run_dnsperf "$KPID" "$KPORT" "$label"
+	if [ "$FLOOD" = 1 ]; then
+		# The same fixed-rate measurement on Knot: the machine's own latency
+		# floor, against which delegated's idle figure can be read.
+		read -r p50 p99 p999 n < <(p99_at_rate "$KPORT" 20000 5)
+		echo "$label idle at 20000 qps: p50 $p50 ms  p99 $p99 ms  p99.9 $p999 ms  ($n answers)"
+	fi
+	echo "$(rss_mb "$KPID")" >"$WORK/$label.rss"
+	kill "$KPID"; wait "$KPID" 2>/dev/null || true
+}
+
+KNOT_POLICY='policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+mod-onlinesign:
+  - id: csk
+    policy: csk'
+if [ "$DO" = 1 ]; then
+	run_knot knot-onlinesign "    module: mod-onlinesign/csk" "$KNOT_POLICY"
+	run_knot knot-presigned "    dnssec-signing: on
+    dnssec-policy: csk" "$KNOT_POLICY"
+	KNOTS="knot-onlinesign knot-presigned"
+else
+	run_knot knot "" ""
+	KNOTS="knot"
 fi
-K_RSS=$(rss_mb "$KPID")
-kill "$KPID"; wait "$KPID" 2>/dev/null || true
 
 DQ=$(awk '{print $1}' "$WORK/delegated.runs" | median)
-KQ=$(awk '{print $1}' "$WORK/knot.runs" | median)
 DU=$(awk '{print $2}' "$WORK/delegated.runs" | median)
-KU=$(awk '{print $2}' "$WORK/knot.runs" | median)
 echo
-echo "== summary: $N names, $RUNS × ${DUR}s, server on CPU 0, dnsperf on CPU 1"
-printf '%-10s %12s %14s %8s\n' server "median qps" "µs CPU/query" "RSS MB"
-printf '%-10s %12.0f %14.2f %8s\n' delegated "$DQ" "$DU" "$D_RSS"
-printf '%-10s %12.0f %14.2f %8s\n' knot "$KQ" "$KU" "$K_RSS"
-printf 'ratio delegated/knot: %.2f\n' "$(echo "$DQ / $KQ" | bc -l)"
+echo "== summary: $N names, $RUNS × ${DUR}s, DO=$DO NX=$NX, server on CPU 0, dnsperf on CPU 1"
+printf '%-16s %12s %14s %8s\n' server "median qps" "µs CPU/query" "RSS MB"
+printf '%-16s %12.0f %14.2f %8s\n' delegated "$DQ" "$DU" "$D_RSS"
+for k in $KNOTS; do
+	KQ=$(awk '{print $1}' "$WORK/$k.runs" | median)
+	KU=$(awk '{print $2}' "$WORK/$k.runs" | median)
+	printf '%-16s %12.0f %14.2f %8s\n' "$k" "$KQ" "$KU" "$(cat "$WORK/$k.rss")"
+done
+for k in $KNOTS; do
+	KQ=$(awk '{print $1}' "$WORK/$k.runs" | median)
+	printf 'ratio delegated/%s: %.2f\n' "$k" "$(echo "$DQ / $KQ" | bc -l)"
+done
 echo "delegated start-up (store → zone view): ${STARTUP#took=}"

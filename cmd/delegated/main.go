@@ -57,6 +57,7 @@ func commands(stdin io.Reader) []command {
 		deleteCommand(stdin),
 		migrateCommand(),
 		healthCommand(),
+		dnssecCommand(),
 	}
 }
 

@@ -20,6 +20,11 @@ import (
 // the process exits within it.
 const shutdownGrace = 4 * time.Second
 
+// keyRefreshInterval is how often the DNS server rereads its DNSSEC keys
+// and cookie secrets from the store: a rollover step reaches every instance
+// within it, far inside the waits of the rollover timeline.
+const keyRefreshInterval = 5 * time.Second
+
 func serveCommand() command {
 	c := command{
 		Name:  "serve",
@@ -91,12 +96,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	log.Info("zone view loaded", "subdomains", view.Len(), "took", time.Since(started).Round(time.Millisecond))
 
 	z := cfg.Zone
+	var dnssecKeys []store.DNSSECKey
+	if z.DNSSEC {
+		// The first start creates the key; every instance on a shared
+		// PostgreSQL signs with the one the first created.
+		if dnssecKeys, err = st.EnsureDNSSECKey(ctx, dnsserver.Algorithm, dnsserver.GenerateDNSSECKey); err != nil {
+			return err
+		}
+	}
 	dns, err := dnsserver.New(dnsserver.Options{
 		Listen:            cfg.DNS.Listen,
 		TCPIdleTimeout:    cfg.DNS.TCPIdleTimeout.Duration,
 		MaxTCPConnections: cfg.DNS.MaxTCPConnections,
 		RRLRate:           cfg.DNS.RRLRate,
 		RRLSlip:           *cfg.DNS.RRLSlip,
+		DNSSECKeys:        dnssecKeys,
 		Logger:            log,
 	}, dnsserver.ZoneConfig{
 		Origin:     z.Domain,
@@ -110,6 +124,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	}, view)
 	if err != nil {
 		return err
+	}
+	// DNSSEC keys (rollover steps) and cookie secrets (rotation) come from
+	// the store, so that every instance signs and verifies alike.
+	if err := dns.FollowKeys(ctx, st, keyRefreshInterval); err != nil {
+		return err
+	}
+	if z.DNSSEC {
+		log.Info("dnssec signing on", "keys", dnssecKeys)
 	}
 	apiOpts, stopAPIOptions, err := apiOptions(cfg, in, log, dns)
 	if err != nil {

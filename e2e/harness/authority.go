@@ -18,6 +18,9 @@ type Zone struct {
 	// Content is the zone file text. Relative names are relative to Name;
 	// it must contain the SOA, whose serial marks readiness and reloads.
 	Content string
+	// KnotExtra lines are appended to the zone's entry in knot.conf
+	// verbatim, e.g. "module: mod-onlinesign"; NSD ignores them.
+	KnotExtra []string
 }
 
 // authority is what NSD and Knot share: zone files in a directory, a DNS

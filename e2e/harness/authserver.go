@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +20,9 @@ type AuthServerOptions struct {
 	// ExtraServer lines are appended to the configuration's server
 	// section verbatim.
 	ExtraServer []string
+	// KnotTopLevel lines are added to knot.conf at the top level verbatim
+	// (sections such as policy: or mod-onlinesign:); NSD ignores them.
+	KnotTopLevel []string
 	// StartTimeout (also the reload timeout) defaults to
 	// DefaultStartTimeout.
 	StartTimeout time.Duration
@@ -78,14 +82,22 @@ func startAuthServer(t testing.TB, kind authServerKind, opts AuthServerOptions) 
 			return nil, err
 		}
 		auth := &authority{addr: HostPort(port), dir: dir, zones: zones, timeout: timeout}
-		type zoneEntry struct{ Name, File string }
+		type zoneEntry struct {
+			Name, File string
+			Extra      []string
+		}
 		var entries []zoneEntry
 		for _, z := range zones {
-			entries = append(entries, zoneEntry{Name: z.Name, File: auth.zoneFile(z.Name)})
+			entries = append(entries, zoneEntry{Name: z.Name, File: auth.zoneFile(z.Name), Extra: z.KnotExtra})
+		}
+		// Knot keeps its keys (mod-onlinesign) in the database folder,
+		// which it does not create.
+		if err := os.MkdirAll(filepath.Join(dir, "db"), 0o755); err != nil {
+			return nil, err
 		}
 		var b strings.Builder
 		err = kind.conf.Execute(&b, map[string]any{
-			"Port": port, "Dir": dir, "Control": sock, "Zones": entries, "Extra": opts.ExtraServer,
+			"Port": port, "Dir": dir, "Control": sock, "Zones": entries, "Extra": opts.ExtraServer, "TopLevel": opts.KnotTopLevel,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("render %s: %w", kind.confName, err)

@@ -38,10 +38,16 @@ template:
     zonefile-sync: -1
     zonefile-load: whole
     journal-content: none
+{{- range .TopLevel}}
+{{.}}
+{{- end}}
 zone:
 {{- range .Zones}}
   - domain: "{{.Name}}"
     file: "{{.File}}"
+{{- range .Extra}}
+    {{.}}
+{{- end}}
 {{- end}}
 `))
 

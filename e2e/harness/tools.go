@@ -25,6 +25,7 @@ const (
 	HintKnot         = "apt-get install -y --no-install-recommends knot knot-dnsutils"
 	HintCertbot      = "apt-get install -y --no-install-recommends certbot"
 	HintDig          = "apt-get install -y --no-install-recommends dnsutils"
+	HintDelv         = "apt-get install -y --no-install-recommends bind9-dnsutils"
 	HintDnsperf      = "apt-get install -y --no-install-recommends dnsperf"
 	HintCurl         = "apt-get install -y --no-install-recommends curl"
 	HintPebble       = "go install github.com/letsencrypt/pebble/v2/cmd/pebble@" + PebbleVersion

@@ -34,6 +34,11 @@ type UnboundOptions struct {
 	// ExtraServer lines are appended to the server: clause verbatim, e.g.
 	// "cache-max-ttl: 5".
 	ExtraServer []string
+	// TrustAnchors, when set, make unbound validate (module-config
+	// "validator iterator") with these DS or DNSKEY records as trust
+	// anchors, e.g. "auth.example.test. IN DS 12345 13 2 ABCD...". A stub
+	// zone without an anchor above it is insecure, not bogus.
+	TrustAnchors []string
 	// Verbosity is unbound's log verbosity; 0 means 1 (errors and
 	// operational notes).
 	Verbosity int
@@ -80,7 +85,10 @@ var unboundConf = template.Must(template.New("unbound.conf").Parse(`server:
     logfile: ""
     access-control: 127.0.0.0/8 allow_snoop
     access-control: ::1/128 allow_snoop
-    module-config: "iterator"
+    module-config: "{{if .Anchors}}validator iterator{{else}}iterator{{end}}"
+{{- range .Anchors}}
+    trust-anchor: "{{.}}"
+{{- end}}
     do-not-query-localhost: no
     local-zone: "." refuse
     local-zone: "test." nodefault
@@ -152,7 +160,7 @@ func StartUnboundWith(t testing.TB, opts UnboundOptions) *Unbound {
 		var b strings.Builder
 		err = unboundConf.Execute(&b, map[string]any{
 			"Verbosity": verbosity, "Port": port, "IPv6": ipv6, "Dir": dir,
-			"Stubs": stubs, "Extra": opts.ExtraServer,
+			"Stubs": stubs, "Extra": opts.ExtraServer, "Anchors": opts.TrustAnchors,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("render unbound.conf: %w", err)

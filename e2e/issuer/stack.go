@@ -55,6 +55,9 @@ type Stack struct {
 
 	// PrevLogs are the logs of runs before a Restart.
 	PrevLogs []string
+	// DS is the zone's DS record (Options.DNSSEC), the resolver's trust
+	// anchor.
+	DS string
 
 	t          testing.TB
 	pebbleOpts harness.PebbleOptions
@@ -80,6 +83,10 @@ type Options struct {
 	DeferPebble bool
 	// Files are written into Stack.Dir (mode 0600) before the daemon starts.
 	Files map[string]string
+	// DNSSEC signs the zone: the key is made (`delegated dnssec ds`)
+	// before the resolver starts, which validates with its DS as trust
+	// anchor (Stack.DS), so the CA sees only validated answers.
+	DNSSEC bool
 	// CAFront, when set, puts a TLS proxy between the daemon and Pebble
 	// whose handler is CAFront(pebble): it sees, and may lose, every
 	// request the daemon sends the CA. Not with DeferPebble.
@@ -125,9 +132,15 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.Customer = harness.StartNSD(t, "example.test", CustomerZone(s.serial, nil))
 	dnsAddr := harness.FreeAddr(t)
 	apiAddr := harness.FreeAddr(t)
+	var anchors []string
+	if opts.DNSSEC {
+		s.DS = s.makeDNSSECKey()
+		anchors = []string{s.DS}
+	}
 	s.Resolver = harness.StartUnboundWith(t, harness.UnboundOptions{
-		Stubs:     map[string]string{"example.test": s.Customer.Addr, Zone: dnsAddr},
-		ReadyZone: "example.test",
+		Stubs:        map[string]string{"example.test": s.Customer.Addr, Zone: dnsAddr},
+		ReadyZone:    "example.test",
+		TrustAnchors: anchors,
 	})
 	s.pebbleOpts = harness.PebbleOptions{DNSServer: s.Resolver.Addr, ValidityPeriod: opts.Validity, Modify: opts.PebbleModify, Env: opts.PebbleEnv}
 	directory, minica := "", ""
@@ -173,6 +186,7 @@ func Start(t testing.TB, opts Options) *Stack {
 		DNS: dnsAddr, API: apiAddr, StoreDSN: "delegated.db",
 		Directory: directory, CARoots: minica, Resolver: s.Resolver.Addr, AuthoritativePort: nsdPort(t, s.Customer.Addr),
 		DeployHook: hook, DelegationRecheck: opts.DelegationRecheck, IssuerExtra: opts.IssuerExtra,
+		DNSSEC: opts.DNSSEC,
 	}.TOML()
 	for name, content := range opts.Files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
@@ -202,12 +216,18 @@ type DaemonConfig struct {
 	DelegationRecheck string
 	// IssuerExtra is appended to [issuer] verbatim.
 	IssuerExtra string
+	// DNSSEC sets [zone] dnssec = true.
+	DNSSEC bool
 }
 
 // TOML renders the configuration file.
 func (c DaemonConfig) TOML() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[zone]\ndomain = %q\nnsname = %q\nrecords = [\"%s. A 127.0.0.1\"]\n\n", Zone, Zone, Zone)
+	fmt.Fprintf(&b, "[zone]\ndomain = %q\nnsname = %q\nrecords = [\"%s. A 127.0.0.1\"]\n", Zone, Zone, Zone)
+	if c.DNSSEC {
+		b.WriteString("dnssec = true\n")
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "[dns]\nlisten = [%q]\n\n[api]\nlisten = [%q]\n\n", c.DNS, c.API)
 	b.WriteString("[store]\n")
 	if c.StoreDriver != "" {
@@ -221,6 +241,39 @@ func (c DaemonConfig) TOML() string {
 	}
 	fmt.Fprintf(&b, "delegation_recheck = %q\noperator_token_file = \"operator.token\"\n%s\n", c.DelegationRecheck, c.IssuerExtra)
 	return b.String()
+}
+
+// makeDNSSECKey creates the zone's key in the stack's store, as the
+// operator does before telling the parent, and returns its DS record.
+func (s *Stack) makeDNSSECKey() string {
+	s.t.Helper()
+	cfg := filepath.Join(s.Dir, "config.toml")
+	pre := fmt.Sprintf("[zone]\ndomain = %q\ndnssec = true\n\n[store]\ndsn = \"delegated.db\"\n", Zone)
+	if err := os.WriteFile(cfg, []byte(pre), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	out, code := RunCLI(s.t, s.Bin, cfg, time.Minute, "dnssec", "ds")
+	if code != 0 {
+		s.t.Fatalf("delegated dnssec ds: exit %d\n%s", code, out)
+	}
+	ds := DSRecords(out)
+	if len(ds) != 1 {
+		s.t.Fatalf("delegated dnssec ds printed %d DS records, want 1:\n%s", len(ds), out)
+	}
+	return ds[0]
+}
+
+// DSRecords returns the DS records `delegated dnssec ds` printed, without
+// their comments.
+func DSRecords(out string) []string {
+	var ds []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[3] == "DS" {
+			rec, _, _ := strings.Cut(line, ";")
+			ds = append(ds, strings.Join(strings.Fields(rec), " "))
+		}
+	}
+	return ds
 }
 
 // startDaemon starts `delegated serve` and waits until it answers.
