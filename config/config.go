@@ -77,6 +77,18 @@ type DNS struct {
 	// genuine resolvers retry over TCP; the others are dropped. 0 drops all,
 	// 1 truncates all. Default 2, as NSD and Knot.
 	RRLSlip *int `toml:"rrl_slip"`
+	// Updates is "tsig" (default: RFC 2136 UPDATE signed with an
+	// account's TSIG key is accepted) or "off" (UPDATE is REFUSED).
+	Updates string `toml:"updates"`
+	// TSIGKEKFile is the key-encryption key that seals TSIG secrets in the
+	// store (relative to the config folder; created, mode 0600, when
+	// missing). Default "tsig.kek". Every instance sharing a database
+	// needs the same file.
+	TSIGKEKFile string `toml:"tsig_kek_file"`
+	// UpdateFailuresPerMinute is how many failed TSIG signatures one
+	// source /24 or /56 may send per minute before its updates are
+	// refused unchecked. Default 10.
+	UpdateFailuresPerMinute int `toml:"update_failures_per_minute"`
 }
 
 // API configures the HTTP API.
@@ -300,6 +312,25 @@ func (c *Config) validate() error {
 	}
 	if *c.DNS.RRLSlip < 0 || *c.DNS.RRLSlip > 100 {
 		return c.fail("dns.rrl_slip", "%d is out of range; expected 0 (drop every limited response) to 100", *c.DNS.RRLSlip)
+	}
+	switch c.DNS.Updates {
+	case "":
+		c.DNS.Updates = "tsig"
+	case "tsig", "off":
+	default:
+		return c.fail("dns.updates", "%q is not accepted; expected \"tsig\" (RFC 2136 updates signed with an account's TSIG key) or \"off\"", c.DNS.Updates)
+	}
+	if c.DNS.TSIGKEKFile == "" {
+		c.DNS.TSIGKEKFile = "tsig.kek"
+	}
+	if !filepath.IsAbs(c.DNS.TSIGKEKFile) {
+		c.DNS.TSIGKEKFile = filepath.Join(c.Dir, c.DNS.TSIGKEKFile)
+	}
+	if c.DNS.UpdateFailuresPerMinute == 0 {
+		c.DNS.UpdateFailuresPerMinute = 10
+	}
+	if c.DNS.UpdateFailuresPerMinute < 0 || c.DNS.UpdateFailuresPerMinute > 1_000_000 {
+		return c.fail("dns.update_failures_per_minute", "%d is out of range; expected 1 to 1000000", c.DNS.UpdateFailuresPerMinute)
 	}
 
 	if len(c.API.Listen) == 0 {

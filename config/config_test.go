@@ -56,6 +56,9 @@ domain = "Auth.Example.ORG"
 		{"lifetime", c.Values.Lifetime.Duration, 24 * time.Hour},
 		{"log.format", c.Log.Format, "text"},
 		{"log.level", c.Log.Level, "info"},
+		{"dns.updates", c.DNS.Updates, "tsig"},
+		{"dns.tsig_kek_file", c.DNS.TSIGKEKFile, "/etc/delegated/tsig.kek"},
+		{"dns.update_failures_per_minute", c.DNS.UpdateFailuresPerMinute, 10},
 		{"dnssec", c.Zone.DNSSEC, false},
 	}
 	for _, ch := range checks {
@@ -112,6 +115,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"dns listen no port", "[zone]\ndomain = \"a.test\"\n[dns]\nlisten = [\"127.0.0.1\"]", "dns.listen[0]", "IP:port"},
 		{"dns listen hostname", "[zone]\ndomain = \"a.test\"\n[dns]\nlisten = [\"localhost:53\"]", "dns.listen[0]", "IP:port"},
 		{"dns listen port 0", "[zone]\ndomain = \"a.test\"\n[dns]\nlisten = [\"127.0.0.1:0\"]", "dns.listen[0]", "no port"},
+		{"dns updates", "[zone]\ndomain = \"a.test\"\n[dns]\nupdates = \"on\"", "dns.updates", "\"off\""},
+		{"dns update failures", "[zone]\ndomain = \"a.test\"\n[dns]\nupdate_failures_per_minute = -1", "dns.update_failures_per_minute", "1 to 1000000"},
 		{"api listen", "[zone]\ndomain = \"a.test\"\n[api]\nlisten = [\":8053x\"]", "api.listen[0]", "IP:port"},
 		{"bcrypt cost", "[zone]\ndomain = \"a.test\"\n[api]\nbcrypt_cost = 4", "api.bcrypt_cost", "10 to 16"},
 		{"driver", "[zone]\ndomain = \"a.test\"\n[store]\ndriver = \"mysql\"", "store.driver", "sqlite3"},

@@ -81,6 +81,10 @@ var goldenCases = []goldenCase{
 	{name: "opcode_iquery_notimp", qname: testOrigin, qtype: dns.TypeSOA, opcode: dns.OpcodeIQuery, rcode: dns.RcodeNotImplemented},
 	{name: "opcode_status_notimp", qname: testOrigin, qtype: dns.TypeSOA, opcode: dns.OpcodeStatus, rcode: dns.RcodeNotImplemented},
 	{name: "qdcount_0_formerr", questions: []dns.Question{}, rcode: dns.RcodeFormatError},
+	// FORMERR to an EDNS query still carries OPT (RFC 6891 §7), as
+	// NSD and Knot send.
+	{name: "qdcount_0_edns_formerr", questions: []dns.Question{}, edns: &ednsQ{size: 1232, do: true}, rcode: dns.RcodeFormatError},
+	{name: "opcode_iquery_notimp_no_rd", qname: testOrigin, qtype: dns.TypeSOA, opcode: dns.OpcodeIQuery, noRD: true, rcode: dns.RcodeNotImplemented},
 	{name: "qdcount_2_formerr", questions: []dns.Question{
 		{Name: testOrigin, Qtype: dns.TypeSOA, Qclass: dns.ClassINET},
 		{Name: testOrigin, Qtype: dns.TypeNS, Qclass: dns.ClassINET}}, rcode: dns.RcodeFormatError},
@@ -176,14 +180,15 @@ func checkInvariants(t *testing.T, network string, c goldenCase, r *dns.Msg, id 
 	if r.RecursionAvailable {
 		t.Errorf("%s: RA set; we never recurse", network)
 	}
-	if c.opcode == dns.OpcodeQuery && r.RecursionDesired == c.noRD {
+	// RD is echoed whatever the opcode, as NSD and Knot do.
+	if r.RecursionDesired == c.noRD {
 		t.Errorf("%s: RD %t not echoed", network, r.RecursionDesired)
 	}
 	opt := r.IsEdns0()
 	switch {
 	case c.edns == nil && opt != nil && c.rcode != dns.RcodeBadVers:
 		t.Errorf("%s: OPT in reply to a query without one", network)
-	case c.edns != nil && c.rcode != dns.RcodeFormatError && opt == nil:
+	case c.edns != nil && c.rcode != dns.RcodeNotImplemented && opt == nil:
 		t.Errorf("%s: no OPT in reply to an EDNS query", network)
 	case opt != nil:
 		if opt.UDPSize() != ednsBufferSize || opt.Do() != c.edns.do || opt.Version() != 0 || len(opt.Option) != 0 {

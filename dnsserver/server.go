@@ -60,6 +60,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// Updates, when not nil, accepts TSIG-signed RFC 2136 UPDATE
+	// (update.go). Nil: UPDATE is REFUSED.
+	Updates *UpdateOptions
 }
 
 // Server answers DNS queries for one zone.
@@ -70,6 +73,7 @@ type Server struct {
 	log    *slog.Logger
 	rrl    *rrl // nil when rate limiting is off
 	counts queryCounts
+	upd    *updater // nil when updates are off
 	// signer is nil when DNSSEC is off; cookies always serve (cookie.go).
 	signer  *signer
 	cookies *cookieJar
@@ -116,6 +120,11 @@ func New(opts Options, zc ZoneConfig, view *View) (*Server, error) {
 	if opts.RRLRate > 0 {
 		s.rrl = newRRL(opts.RRLRate, opts.RRLSlip, opts.Now)
 	}
+	if opts.Updates != nil {
+		if s.upd, err = newUpdater(*opts.Updates, opts.Now); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -151,6 +160,11 @@ func (s *Server) Start() error {
 			ReadTimeout:   idle,
 			WriteTimeout:  idle,
 			MaxTCPQueries: -1,
+		}
+		if s.upd != nil {
+			// miekg/dns verifies a TSIG-signed TCP message against our
+			// keys; ServeDNS reads the outcome from TsigStatus.
+			tcp.TsigProvider = s.upd.kr
 		}
 		ready := make(chan struct{})
 		tcp.NotifyStartedFunc = func() { close(ready) }
@@ -197,6 +211,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if s.upd != nil {
+		if err := s.upd.shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dnsserver: shutdown: %w", err)
 	}
@@ -233,19 +252,16 @@ func bindBoth(addr string, n int) ([]net.PacketConn, net.Listener, error) {
 const qrBit = 1 << 15
 
 // acceptQuery decides, from the header alone, what reaches ServeDNS over
-// TCP (UDP applies the same rules in handlePacket): responses are dropped
-// (never answer an answer: reflection loops), a question count other than
-// one is FORMERR, and opcodes we do not serve get NOTIMP except UPDATE and
-// NOTIFY, which answer refuses explicitly.
+// TCP: responses are dropped (never answer an answer: reflection loops);
+// everything else is unpacked and answered by answer, which gives NOTIMP
+// for opcodes we do not serve and FORMERR for a question count other than
+// one, keeping RD and the OPT record as over UDP. (miekg/dns's own reject
+// replies drop both.)
 func (s *Server) acceptQuery(dh dns.Header) dns.MsgAcceptAction {
-	act := headerAction(dh.Bits, dh.Qdcount)
-	switch act {
-	case dns.MsgReject:
-		s.counts.add(qtypeNone, dns.RcodeFormatError)
-	case dns.MsgRejectNotImplemented:
-		s.counts.add(qtypeNone, dns.RcodeNotImplemented)
+	if dh.Bits&qrBit != 0 {
+		return dns.MsgIgnore
 	}
-	return act
+	return dns.MsgAccept
 }
 
 func headerAction(bits, qdcount uint16) dns.MsgAcceptAction {
@@ -277,6 +293,14 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
 		src = ap.Addr()
 	}
+	if r.Opcode == dns.OpcodeUpdate && s.upd != nil {
+		if b := s.serveUpdate(r, w.TsigStatus, src); b != nil {
+			if _, err := w.Write(b); err != nil {
+				s.log.Debug("dns write failed", "err", err)
+			}
+		}
+		return
+	}
 	m, _ := s.answer(r, true, src)
 	if m == nil {
 		return
@@ -291,7 +315,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 func (s *Server) answer(r *dns.Msg, tcp bool, src netip.Addr) (*dns.Msg, cookieVerdict) {
 	m, cv := s.buildAnswer(r, tcp, src)
 	qt := uint16(qtypeNone)
-	if len(r.Question) > 0 {
+	if len(r.Question) == 1 {
 		qt = r.Question[0].Qtype
 	}
 	s.counts.add(qt, m.Rcode)
@@ -323,11 +347,25 @@ func (s *Server) buildAnswer(r *dns.Msg, tcp bool, src netip.Addr) (m *dns.Msg, 
 			return m, cv
 		}
 	}
-	if r.Opcode != dns.OpcodeQuery {
+	// RD is copied whatever the opcode, as NSD and Knot do (SetReply
+	// copies it for QUERY only).
+	m.RecursionDesired = r.RecursionDesired
+	switch r.Opcode {
+	case dns.OpcodeQuery:
+	case dns.OpcodeUpdate, dns.OpcodeNotify:
 		m.Rcode = dns.RcodeRefused
+		return m, cv
+	default:
+		// Header only, as over UDP: the body of an opcode we do not
+		// know means nothing to us.
+		m.Question = nil
+		m.Rcode = dns.RcodeNotImplemented
 		return m, cv
 	}
 	if len(r.Question) != 1 {
+		// Which question would we echo? None, as over UDP from the
+		// header alone.
+		m.Question = nil
 		m.Rcode = dns.RcodeFormatError
 		return m, cv
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -85,6 +86,8 @@ type batchIO interface {
 	// msg returns the i-th datagram of the last recv (nil when truncated)
 	// and its source.
 	msg(i int) (pkt []byte, src netip.Addr)
+	// from is the i-th datagram's source address and port.
+	from(i int) netip.AddrPort
 	// outBuf is the buffer to build the reply to datagram i in.
 	outBuf(i int) []byte
 	// reply queues out as the answer to datagram i.
@@ -100,20 +103,47 @@ func (s *Server) readLoop(conn *net.UDPConn) {
 		s.log.Warn("dns udp batching unavailable, using x/net", "err", err)
 		bio = newXnetIO(conn)
 	}
+	s.serveBatches(bio, conn)
+}
+
+// temporary is the part of net.Error (and syscall.Errno) that says an
+// error may pass.
+type temporary interface{ Temporary() bool }
+
+// serveBatches reads and answers until the socket fails for good. A
+// temporary error (EINTR, EMFILE, ENOBUFS...) is retried after a pause that
+// grows to a second, so a lasting one does not spin a core; any other
+// error ends the reader, as miekg/dns's serveUDP does.
+func (s *Server) serveBatches(bio batchIO, conn *net.UDPConn) {
+	var delay time.Duration
 	for {
 		n, err := bio.recv()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// A read error on an unconnected UDP socket concerns one
-			// datagram (e.g. a queued ICMP error); keep serving.
-			s.log.Debug("dns udp read failed", "err", err)
+			var te temporary
+			if !errors.As(err, &te) || !te.Temporary() {
+				s.log.Error("dns udp reader stopped", "err", err)
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Debug("dns udp read failed; retrying", "err", err, "delay", delay)
+			time.Sleep(delay)
 			continue
 		}
+		delay = 0
 		for i := range n {
 			pkt, src := bio.msg(i)
 			if pkt == nil {
+				continue
+			}
+			if s.upd != nil && isUpdate(pkt) {
+				s.dispatchUDP(func(b []byte, to netip.AddrPort) {
+					if _, err := conn.WriteToUDPAddrPort(b, to); err != nil {
+						s.log.Debug("dns udp write failed", "err", err)
+					}
+				}, pkt, bio.from(i))
 				continue
 			}
 			if reply := s.handlePacket(pkt, bio.outBuf(i), src); reply != nil {
@@ -169,6 +199,13 @@ func (x *xnetIO) msg(i int) ([]byte, netip.Addr) {
 	return m.Buffers[0][:m.N], src
 }
 
+func (x *xnetIO) from(i int) netip.AddrPort {
+	if ua, ok := x.in[i].Addr.(*net.UDPAddr); ok {
+		return ua.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
 func (x *xnetIO) outBuf(i int) []byte { return x.outBufs[i] }
 
 func (x *xnetIO) reply(i int, out []byte) {
@@ -218,8 +255,9 @@ func (s *Server) handlePacket(pkt, out []byte, src netip.Addr) (reply []byte) {
 		s.counts.add(qtypeNone, dns.RcodeNotImplemented)
 		reply = headerOnly(out, pkt, dns.RcodeNotImplemented)
 	case dns.MsgReject:
-		s.counts.add(qtypeNone, dns.RcodeFormatError)
-		reply = headerOnly(out, pkt, dns.RcodeFormatError)
+		// The full path answers FORMERR too, with an OPT record when
+		// the query had one (RFC 6891 §7).
+		reply, _ = s.slowAnswer(pkt, out, src)
 	default:
 		var ok bool
 		if reply, ok = s.fastAnswerFrom(pkt, out, src); !ok {

@@ -131,6 +131,13 @@ func (m *mmsgIO) msg(i int) ([]byte, netip.Addr) {
 	return m.inBufs[i][:h.n], src
 }
 
+func (m *mmsgIO) from(i int) netip.AddrPort {
+	_, src := m.msg(i)
+	// The port is in network byte order in both sockaddr layouts.
+	p := (*[2]byte)(unsafe.Pointer(&m.names[i].Port))
+	return netip.AddrPortFrom(src, uint16(p[0])<<8|uint16(p[1]))
+}
+
 func (m *mmsgIO) outBuf(i int) []byte { return m.outBufs[i] }
 
 func (m *mmsgIO) reply(i int, out []byte) {

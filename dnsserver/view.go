@@ -226,21 +226,8 @@ type Source interface {
 // runs are queued and applied after it, so none is lost.
 func Follow(ctx context.Context, src Source, now time.Time) (v *View, stop func(), err error) {
 	v = NewView(now)
-	var (
-		mu      sync.Mutex
-		loading = true
-		pending []store.SubdomainState
-	)
-	stop = src.Subscribe(func(st store.SubdomainState) {
-		mu.Lock()
-		if loading {
-			pending = append(pending, st)
-			mu.Unlock()
-			return
-		}
-		mu.Unlock()
-		v.Apply(st)
-	})
+	q := newLoadQueue(v.Apply)
+	stop = src.Subscribe(q.push)
 	// The store may say how many accounts to expect (optional: a Source
 	// need not count).
 	hint := 0
@@ -263,13 +250,41 @@ func Follow(ctx context.Context, src Source, now time.Time) (v *View, stop func(
 	// million-name zone keeps twice its size resident until the
 	// scavenger gets there.
 	debug.FreeOSMemory()
-	mu.Lock()
-	for _, st := range pending {
-		v.Apply(st)
-	}
-	loading = false
-	mu.Unlock()
+	q.release()
 	return v, stop, nil
+}
+
+// loadQueue holds the changes a subscription delivers while the initial
+// load runs, and applies them after it, in order; from then on it applies
+// each as it comes.
+type loadQueue[T any] struct {
+	apply   func(T)
+	mu      sync.Mutex
+	loaded  bool
+	pending []T
+}
+
+func newLoadQueue[T any](apply func(T)) *loadQueue[T] { return &loadQueue[T]{apply: apply} }
+
+func (q *loadQueue[T]) push(st T) {
+	q.mu.Lock()
+	if !q.loaded {
+		q.pending = append(q.pending, st)
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
+	q.apply(st)
+}
+
+// release applies what was queued and ends the queueing.
+func (q *loadQueue[T]) release() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, st := range q.pending {
+		q.apply(st)
+	}
+	q.pending, q.loaded = nil, true
 }
 
 // bulkLoad fills an empty view without the per-write copy, for start-up.

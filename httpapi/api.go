@@ -84,8 +84,6 @@ type Options struct {
 	// Metrics, when not nil, receives the API's metrics and is served at
 	// /metrics. A registry of the caller's, never the global one.
 	Metrics *prometheus.Registry
-	// DNSQueries, when not nil, is exported as delegated_dns_queries_total.
-	DNSQueries QueryCounter
 	// Now is the clock for rate limiting; default time.Now.
 	Now func() time.Time
 	// Operator, when not nil, serves /v1/ on the HTTP listener: the
@@ -159,7 +157,7 @@ func New(opts Options, st Store) (*API, error) {
 		// Instrumentation stays on (it is cheap) but nothing serves it.
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newAPIMetrics(reg, st, opts.DNSQueries)
+	m, err := newAPIMetrics(reg, st)
 	if err != nil {
 		return nil, err
 	}

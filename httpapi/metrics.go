@@ -14,13 +14,6 @@ import (
 	"github.com/delegated/delegated/store"
 )
 
-// QueryCounter is what the DNS metrics need from the DNS server: the number
-// of queries answered so far per query type and rcode, each pair reported
-// once per call, as Prometheus counters must be.
-type QueryCounter interface {
-	QueryCounts(fn func(qtype, rcode string, n uint64))
-}
-
 // accountCounter and valueCounter are optional Store methods, found by type
 // assertion: a store that has them gets the delegated_accounts and
 // delegated_values_stored gauges.
@@ -41,7 +34,7 @@ type apiMetrics struct {
 	storeSeconds map[string]prometheus.Observer
 }
 
-func newAPIMetrics(reg prometheus.Registerer, st Store, dnsq QueryCounter) (*apiMetrics, error) {
+func newAPIMetrics(reg prometheus.Registerer, st Store) (*apiMetrics, error) {
 	m := &apiMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "delegated_api_requests_total",
@@ -64,9 +57,6 @@ func newAPIMetrics(reg prometheus.Registerer, st Store, dnsq QueryCounter) (*api
 	cs := []prometheus.Collector{m.requests, m.authFailures, latency}
 	if sc := newStoreCollector(st); sc != nil {
 		cs = append(cs, sc)
-	}
-	if dnsq != nil {
-		cs = append(cs, NewDNSCollector(dnsq))
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -118,31 +108,6 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// dnsCollector exports a QueryCounter as delegated_dns_queries_total.
-type dnsCollector struct {
-	qc   QueryCounter
-	desc *prometheus.Desc
-}
-
-// NewDNSCollector exports the DNS server's query counts as the counter
-// delegated_dns_queries_total{qtype,rcode}. The counts live in the DNS
-// server (cheap atomic adds on its hot path); they are read only when
-// Prometheus scrapes.
-func NewDNSCollector(qc QueryCounter) prometheus.Collector {
-	return &dnsCollector{qc: qc, desc: prometheus.NewDesc(
-		"delegated_dns_queries_total",
-		"DNS queries answered, by query type and response code.",
-		[]string{"qtype", "rcode"}, nil)}
-}
-
-func (c *dnsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
-	c.qc.QueryCounts(func(qtype, rcode string, n uint64) {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), qtype, rcode)
-	})
-}
 
 // storeCollector reads the store's gauges at scrape time.
 type storeCollector struct {

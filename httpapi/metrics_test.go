@@ -4,37 +4,12 @@ import (
 	"bufio"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/delegated/delegated/httpapi"
 )
-
-// queryTally is a small real QueryCounter: a table of counts, the way the
-// DNS server keeps them.
-type queryTally struct {
-	mu sync.Mutex
-	n  map[[2]string]uint64
-}
-
-func (q *queryTally) add(qtype, rcode string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.n == nil {
-		q.n = map[[2]string]uint64{}
-	}
-	q.n[[2]string{qtype, rcode}]++
-}
-
-func (q *queryTally) QueryCounts(fn func(qtype, rcode string, n uint64)) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for k, n := range q.n {
-		fn(k[0], k[1], n)
-	}
-}
 
 // scrape fetches /metrics and returns its sample lines by series.
 func scrape(t *testing.T, e *extEnv) map[string]string {
@@ -58,8 +33,7 @@ func scrape(t *testing.T, e *extEnv) map[string]string {
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	dns := &queryTally{}
-	e := newExtEnv(t, httpapi.Options{Metrics: reg, DNSQueries: dns})
+	e := newExtEnv(t, httpapi.Options{Metrics: reg})
 	c := e.register(t, "")
 	e.mustUpdate(t, c, txt(1))
 	bad := c
@@ -72,10 +46,6 @@ func TestMetrics(t *testing.T) {
 	if code, _ := e.call(t, "GET", "/nowhere", nil, ""); code != 404 {
 		t.Fatal("unknown route")
 	}
-	for range 5 {
-		dns.add("TXT", "NOERROR")
-	}
-	dns.add("A", "NXDOMAIN")
 
 	m := scrape(t, e)
 	want := map[string]string{
@@ -84,8 +54,6 @@ func TestMetrics(t *testing.T) {
 		`delegated_api_requests_total{route="update",status="401"}`:   "2",
 		`delegated_api_requests_total{route="other",status="404"}`:    "1",
 		`delegated_api_auth_failures_total{route="update"}`:           "2",
-		`delegated_dns_queries_total{qtype="TXT",rcode="NOERROR"}`:    "5",
-		`delegated_dns_queries_total{qtype="A",rcode="NXDOMAIN"}`:     "1",
 		`delegated_accounts`: "1",
 		`delegated_store_seconds_count{op="create_account"}`: "1",
 		`delegated_store_seconds_count{op="add_value"}`:      "1",

@@ -297,12 +297,11 @@ func (f *follower) handle(ctx context.Context, seq int64, sub string) error {
 		if err != nil {
 			return fmt.Errorf("read change %d: %w", seq, err)
 		}
-		st, err := f.s.readState(ctx, tx, sub, f.s.opts.Now())
+		err = f.s.deliverFollowed(ctx, tx, sub, f.s.opts.Now())
 		tx.Rollback()
 		if err != nil {
 			return fmt.Errorf("read change %d: %w", seq, err)
 		}
-		f.s.deliver(st)
 	}
 	f.advance(seq)
 	return nil
@@ -370,21 +369,31 @@ func (f *follower) catchUp(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("catch up: %w", err)
 	}
-	// This instance's own writes were delivered by the writer.
+	// This instance's own writes were delivered by the writer. Its values
+	// state covers another process's earlier change to the same
+	// subdomain, but not that change's TSIG key, which is re-read.
+	var ownLatest map[string]int64
 	f.mu.Lock()
 	for sub, seq := range latest {
 		if f.own[seq] {
 			delete(latest, sub)
+			if ownLatest == nil {
+				ownLatest = map[string]int64{}
+			}
+			ownLatest[sub] = seq
 		}
 	}
 	f.mu.Unlock()
-	now := f.s.opts.Now()
-	for sub := range latest {
-		st, err := f.s.readState(ctx, tx, sub, now)
-		if err != nil {
+	for sub, seq := range ownLatest {
+		if err := f.s.deliverKeyOf(ctx, tx, sub, seq); err != nil {
 			return fmt.Errorf("catch up: %w", err)
 		}
-		f.s.deliver(st)
+	}
+	now := f.s.opts.Now()
+	for sub := range latest {
+		if err := f.s.deliverFollowed(ctx, tx, sub, now); err != nil {
+			return fmt.Errorf("catch up: %w", err)
+		}
 	}
 	f.mu.Lock()
 	for own := range f.own {

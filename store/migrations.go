@@ -143,5 +143,19 @@ func migrations() []migration {
 				created_at BIGINT NOT NULL
 			);`,
 		},
+		{
+			// tsig_keys: an account's RFC 2136 update key (tsig.go). The
+			// secret is sealed with a key-encryption key kept outside the
+			// database (seal.go); the row holds ciphertext only.
+			Name: "TSIG keys",
+			SQLite: `CREATE TABLE tsig_keys (
+				subdomain     TEXT PRIMARY KEY REFERENCES accounts(subdomain) ON DELETE CASCADE,
+				name          TEXT NOT NULL UNIQUE,
+				algorithm     TEXT NOT NULL,
+				sealed_secret TEXT NOT NULL,
+				free_txt      INTEGER NOT NULL DEFAULT 0,
+				created_at    BIGINT NOT NULL
+			);`,
+		},
 	}
 }

@@ -88,6 +88,10 @@ type Options struct {
 	// ReconnectDelay is the longest pause between attempts to re-establish
 	// the change feed after a lost connection. Default 2s.
 	ReconnectDelay time.Duration
+
+	// KEK is the key-encryption key that seals TSIG secrets (seal.go; see
+	// LoadKEK). Without it TSIG keys can be neither written nor read.
+	KEK []byte
 }
 
 func (o *Options) applyDefaults() {
@@ -152,6 +156,9 @@ type Store struct {
 	subMu  sync.RWMutex
 	subs   map[int]func(SubdomainState)
 	nextID int
+
+	// keySubs receive TSIG key changes (tsig.go).
+	keySubs keySubscribers
 }
 
 // Open opens (creating if needed) the store and applies pending schema

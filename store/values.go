@@ -36,19 +36,7 @@ func (s *Store) addValue(ctx context.Context, subdomain, txt string, confirm boo
 	now := s.opts.Now()
 	s.writeMu.Lock()
 	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ? AND value = ?`), subdomain, txt); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.dialect.rebind(
-			`INSERT INTO txt_values (subdomain, value, created_at, expires_at) VALUES (?, ?, ?, ?)`),
-			subdomain, txt, now.UnixNano(), now.Add(s.opts.ValueLifetime).UnixNano()); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, s.dialect.rebind(
-			`DELETE FROM txt_values WHERE subdomain = ? AND (expires_at <= ? OR seq NOT IN (
-				SELECT seq FROM txt_values WHERE subdomain = ? ORDER BY seq DESC LIMIT ?))`),
-			subdomain, now.UnixNano(), subdomain, s.opts.ValuesPerAccount)
-		return err
+		return s.addValueTx(ctx, tx, subdomain, txt, now)
 	})
 	if err != nil {
 		s.writeMu.Unlock()
@@ -58,14 +46,41 @@ func (s *Store) addValue(ctx context.Context, subdomain, txt string, confirm boo
 	// Wait outside the lock: other writes need not queue behind the
 	// confirmation of this one.
 	s.writeMu.Unlock()
-	if confirm && s.notifies() {
-		if err := s.notify(ctx, s.db, confirmRequest+strconv.FormatInt(st.Version, 10)); err != nil {
-			// The instances still record it with their next heartbeat.
-			s.log.Debug("asking instances to confirm at once failed", "err", err)
-		}
-		s.waitConfirmed(ctx, st.Version)
+	if confirm {
+		s.confirmEverywhere(ctx, st.Version)
 	}
 	return nil
+}
+
+// confirmEverywhere waits, on PostgreSQL, until every live instance has
+// applied version (at most ConfirmTimeout).
+func (s *Store) confirmEverywhere(ctx context.Context, version int64) {
+	if !s.notifies() {
+		return
+	}
+	if err := s.notify(ctx, s.db, confirmRequest+strconv.FormatInt(version, 10)); err != nil {
+		// The instances still record it with their next heartbeat.
+		s.log.Debug("asking instances to confirm at once failed", "err", err)
+	}
+	s.waitConfirmed(ctx, version)
+}
+
+// addValueTx makes txt the newest value of subdomain inside tx and trims
+// the values to the newest ValuesPerAccount live ones.
+func (s *Store) addValueTx(ctx context.Context, tx *sql.Tx, subdomain, txt string, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, s.dialect.rebind(`DELETE FROM txt_values WHERE subdomain = ? AND value = ?`), subdomain, txt); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.dialect.rebind(
+		`INSERT INTO txt_values (subdomain, value, created_at, expires_at) VALUES (?, ?, ?, ?)`),
+		subdomain, txt, now.UnixNano(), now.Add(s.opts.ValueLifetime).UnixNano()); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, s.dialect.rebind(
+		`DELETE FROM txt_values WHERE subdomain = ? AND (expires_at <= ? OR seq NOT IN (
+			SELECT seq FROM txt_values WHERE subdomain = ? ORDER BY seq DESC LIMIT ?))`),
+		subdomain, now.UnixNano(), subdomain, s.opts.ValuesPerAccount)
+	return err
 }
 
 // RemoveValue deletes one value of subdomain. Removing a value that is not
@@ -108,11 +123,27 @@ func (s *Store) ClearValues(ctx context.Context, subdomain string) error {
 func (s *Store) Republish(ctx context.Context, subdomain string) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	st, err := s.inTx(ctx, subdomain, func(*sql.Tx) error { return nil })
+	var key *TSIGKey
+	st, err := s.inTx(ctx, subdomain, func(tx *sql.Tx) error {
+		if !s.keySubscribed() {
+			return nil
+		}
+		k, err := s.readKey(ctx, tx, subdomain)
+		if err == nil {
+			key = &k
+		} else if !errors.Is(err, ErrNotFound) {
+			s.log.Error("TSIG key not usable on this instance", "subdomain", subdomain, "err", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("store: republish %s: %w", subdomain, err)
 	}
 	s.publish(st)
+	if s.keySubscribed() {
+		// `account add --tsig` asks for this: the key answers at once.
+		s.deliverKey(TSIGKeyState{Subdomain: subdomain, Key: key, Version: st.Version})
+	}
 	return nil
 }
 

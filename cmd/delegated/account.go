@@ -33,8 +33,8 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 func accountCommand() command {
 	c := command{
 		Name:  "account",
-		Usage: "add [--config FILE] [--allow-from CIDR]... [--domain NAME] [--server-url URL]",
-		Short: "Create an acme-dns account directly (for operators; works with registration closed)",
+		Usage: "add [--config FILE] [--allow-from CIDR]... [--domain NAME] [--server-url URL] [--tsig [--tsig-algorithm A] [--tsig-name N] [--free-txt] [--nameserver HOST:PORT]]\n  account tsig --username U [--config FILE] [--algorithm A] [--name N] [--free-txt] [--domain NAME] [--nameserver HOST:PORT] | --remove",
+		Short: "Create an acme-dns account directly, or give it a TSIG key for RFC 2136 updates (for operators)",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs := newFlagSet(c, stderr)
@@ -43,12 +43,18 @@ func accountCommand() command {
 		fs.Var(&allow, "allow-from", "`CIDR` the account may update from (repeatable; default anywhere)")
 		domain := fs.String("domain", "", "the customer's `name` (e.g. example.com), for the CNAME line and the storage keys")
 		serverURL := fs.String("server-url", "", "the API's public `URL` written into lego's storage (default: the first api.listen address)")
+		var kf tsigFlags
+		withTSIG := fs.Bool("tsig", false, "also create a TSIG key for RFC 2136 updates (nsupdate, lego/Traefik rfc2136, cert-manager)")
+		kf.register(fs, "tsig-")
+		if len(args) > 0 && args[0] == "tsig" {
+			return accountTSIGRun(ctx, c, args[1:], stdout, stderr)
+		}
 		if len(args) == 0 || args[0] != "add" {
 			fs.Usage()
 			if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 				return flag.ErrHelp
 			}
-			return usageError("expected the sub-command \"add\"")
+			return usageError("expected the sub-command \"add\" or \"tsig\"")
 		}
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
@@ -60,7 +66,14 @@ func accountCommand() command {
 		if err != nil {
 			return err
 		}
-		return accountAdd(ctx, cfg, allow, *domain, *serverURL, stdout, stderr)
+		if !*withTSIG && kf.set(fs, "tsig-") {
+			return usageError("--tsig-algorithm, --tsig-name, --free-txt and --nameserver need --tsig")
+		}
+		var key *tsigFlags
+		if *withTSIG {
+			key = &kf
+		}
+		return accountAdd(ctx, cfg, allow, *domain, *serverURL, key, stdout, stderr)
 	}
 	return c
 }
@@ -72,16 +85,25 @@ func accountCommand() command {
 // which it polls); it is also asked, with the new account's own
 // credentials, to republish the account (POST /sync), so that its subdomain
 // answers NODATA at once rather than NXDOMAIN for that second.
-func accountAdd(ctx context.Context, cfg *config.Config, allow []string, domain, serverURL string, stdout, stderr io.Writer) error {
+func accountAdd(ctx context.Context, cfg *config.Config, allow []string, domain, serverURL string, kf *tsigFlags, stdout, stderr io.Writer) error {
 	acct, creds, err := httpapi.NewAccount(cfg.Zone.Domain, allow, cfg.API.BcryptCost)
 	if err != nil {
 		return usageError("--allow-from: %v", err)
 	}
-	st, err := openStore(ctx, cfg, stderr)
+	var key store.TSIGKey
+	if kf != nil {
+		if key, err = kf.newKey(cfg, acct.Subdomain); err != nil {
+			return err
+		}
+	}
+	st, err := openStore(ctx, cfg, stderr, kf != nil)
 	if err != nil {
 		return err
 	}
 	err = st.CreateAccount(ctx, acct)
+	if err == nil && kf != nil {
+		err = st.SetTSIGKey(ctx, key)
+	}
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -100,15 +122,32 @@ func accountAdd(ctx context.Context, cfg *config.Config, allow []string, domain,
 			fmt.Fprintf(stderr, "warning: the running daemon at %s did not republish the account (%v); it picks the account up from the store by itself shortly\n", base, err)
 		}
 	}
-	return printCredentials(stdout, creds, domain, serverURL)
+	if err := printCredentials(stdout, creds, domain, serverURL); err != nil {
+		return err
+	}
+	if kf != nil {
+		// printCredentials printed the CNAME already.
+		return printTSIGKey(stdout, cfg, key, domain, kf.nameserver, false)
+	}
+	return nil
 }
 
-func openStore(ctx context.Context, cfg *config.Config, stderr io.Writer) (*store.Store, error) {
-	return store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.Options{
+// openStore opens the configured store; withKEK also loads (or creates)
+// the key-encryption key that seals TSIG secrets.
+func openStore(ctx context.Context, cfg *config.Config, stderr io.Writer, withKEK bool) (*store.Store, error) {
+	opts := store.Options{
 		ValuesPerAccount: cfg.Values.PerAccount,
 		ValueLifetime:    cfg.Values.Lifetime.Duration,
 		Logger:           slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	if withKEK {
+		kek, err := store.LoadKEK(cfg.DNS.TSIGKEKFile, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: dns.tsig_kek_file: %w", cfg.Path, err)
+		}
+		opts.KEK = kek
+	}
+	return store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, opts)
 }
 
 // legoAccount is lego's acme-dns storage entry (nrdcg/goacmedns Account).

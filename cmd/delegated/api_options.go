@@ -20,7 +20,7 @@ const registrationTokenEnv = "DELEGATED_REGISTRATION_TOKEN"
 // token (file or environment, once, at start), builds the metrics registry
 // and forwards SIGHUP to the certificate reloader. stop undoes the signal
 // subscription.
-func apiOptions(cfg *config.Config, in startInputs, log *slog.Logger, dnsq httpapi.QueryCounter) (opts httpapi.Options, stop func(), err error) {
+func apiOptions(cfg *config.Config, in startInputs, log *slog.Logger, dnsMetrics prometheus.Collector) (opts httpapi.Options, stop func(), err error) {
 	a := cfg.API
 	// config.Load checked the word; this maps it to the API's type.
 	mode := httpapi.RegistrationOpen
@@ -44,8 +44,10 @@ func apiOptions(cfg *config.Config, in startInputs, log *slog.Logger, dnsq httpa
 	if *a.Metrics {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if dnsMetrics != nil {
+			reg.MustRegister(dnsMetrics)
+		}
 		opts.Metrics = reg
-		opts.DNSQueries = dnsq
 	}
 	stop = func() {}
 	if a.TLS == "files" {

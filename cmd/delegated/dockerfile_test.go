@@ -121,6 +121,7 @@ func checkStatePaths(t *testing.T, variant string, cfg *config.Config, state str
 		}
 	}
 	under("store.dsn", cfg.Store.DSN)
+	under("dns.tsig_kek_file", cfg.DNS.TSIGKEKFile)
 	if cfg.Issuer != nil {
 		under("issuer.deploy_dir", cfg.Issuer.DeployDir)
 		under("issuer.operator_socket", cfg.Issuer.OperatorSocket)

@@ -79,7 +79,7 @@ func importACMEDNS(ctx context.Context, cfg *config.Config, dbPath string, withV
 	if err != nil {
 		return fmt.Errorf("acme-dns database %s: %w", dbPath, err)
 	}
-	st, err := openStore(ctx, cfg, stderr)
+	st, err := openStore(ctx, cfg, stderr, false)
 	if err != nil {
 		return err
 	}

@@ -64,11 +64,23 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
+	var kek []byte
+	if cfg.DNS.Updates == "tsig" {
+		var err error
+		if kek, err = store.LoadKEK(cfg.DNS.TSIGKEKFile, true); err != nil {
+			// Serving DNS and the API matters more than updates: run
+			// without keys (every UPDATE answers BADKEY) and say how
+			// to fix it.
+			log.Error("TSIG keys unusable: the key-encryption key could not be read or created; set [dns] tsig_kek_file to a writable place (or [dns] updates = \"off\")",
+				"config", cfg.Path, "err", err)
+		}
+	}
 	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.Options{
 		ValuesPerAccount: cfg.Values.PerAccount,
 		ValueLifetime:    cfg.Values.Lifetime.Duration,
 		Logger:           log,
 		ConfirmAll:       cfg.Store.Confirm == "all",
+		KEK:              kek,
 	})
 	if err != nil {
 		return err
@@ -94,6 +106,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	}
 	defer unfollow()
 	log.Info("zone view loaded", "subdomains", view.Len(), "took", time.Since(started).Round(time.Millisecond))
+	var updates *dnsserver.UpdateOptions
+	if cfg.DNS.Updates == "tsig" {
+		keys, unfollowKeys, err := dnsserver.FollowTSIGKeys(ctx, st)
+		if err != nil {
+			return err
+		}
+		defer unfollowKeys()
+		log.Info("RFC 2136 updates on", "tsig_keys", keys.Len(), "kek_file", cfg.DNS.TSIGKEKFile)
+		updates = &dnsserver.UpdateOptions{Store: st, Keys: keys, FailuresPerMinute: cfg.DNS.UpdateFailuresPerMinute}
+	}
 
 	z := cfg.Zone
 	var dnssecKeys []store.DNSSECKey
@@ -112,6 +134,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 		RRLSlip:           *cfg.DNS.RRLSlip,
 		DNSSECKeys:        dnssecKeys,
 		Logger:            log,
+		Updates:           updates,
 	}, dnsserver.ZoneConfig{
 		Origin:     z.Domain,
 		NSName:     z.NSName,
@@ -133,7 +156,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	if z.DNSSEC {
 		log.Info("dnssec signing on", "keys", dnssecKeys)
 	}
-	apiOpts, stopAPIOptions, err := apiOptions(cfg, in, log, dns)
+	apiOpts, stopAPIOptions, err := apiOptions(cfg, in, log, dns.Collector())
 	if err != nil {
 		return err
 	}

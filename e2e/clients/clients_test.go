@@ -44,6 +44,9 @@ func TestRealClients(t *testing.T) {
 		{"acme.sh-dns_acmedns", testAcmeSh},
 		{"go-nrdcg-goacmedns", testNrdcgGoacmedns},
 		{"go-cpu-goacmedns", testCPUGoacmedns},
+		{"nsupdate-tsig", testNsupdate},
+		{"lego-rfc2136", testLegoRFC2136},
+		{"certbot-nsupdate-hook", testCertbotNsupdate},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, s) })
 	}

@@ -49,6 +49,8 @@ records = [%q]
 
 [dns]
 listen = [%q]
+# The RFC 2136 tests send bad signatures on purpose, and probe new keys.
+update_failures_per_minute = 100
 
 [api]
 listen = [%q]
@@ -71,11 +73,13 @@ type stack struct {
 	// apiURL is delegated's API, "http://127.0.0.1:port" (no trailing
 	// slash); dnsAddr its DNS listener.
 	apiURL, dnsAddr string
-	zone            *harness.ChallTestSrv
-	resolver        *harness.Unbound
-	ca              *harness.Pebble
-	roots           *x509.CertPool
-	http            *http.Client
+	// cfgPath is delegated's config file, for the CLI (account add).
+	cfgPath  string
+	zone     *harness.ChallTestSrv
+	resolver *harness.Unbound
+	ca       *harness.Pebble
+	roots    *x509.CertPool
+	http     *http.Client
 }
 
 // startStack starts every component in the recipe's order and waits until
@@ -128,7 +132,7 @@ func (s *stack) startDelegated(t *testing.T) {
 		dnsAddr := harness.HostPort(dnsPort)
 		err := p.WaitReady(0, func() error { return s.probeDelegated(apiURL, dnsAddr) })
 		if err == nil {
-			s.apiURL, s.dnsAddr = apiURL, dnsAddr
+			s.apiURL, s.dnsAddr, s.cfgPath = apiURL, dnsAddr, cfgPath
 			return
 		}
 		exited, _ := p.Exited()
