@@ -89,6 +89,9 @@ type Options struct {
 	// Operator, when not nil, serves /v1/ on the HTTP listener: the
 	// operator API's TokenHandler (it requires its bearer token).
 	Operator http.Handler
+	// Console, when not nil, serves /console and /console/… (the operator
+	// console; it checks its own session).
+	Console http.Handler
 }
 
 // API is the HTTP API.
@@ -216,6 +219,12 @@ func (a *API) routes() *httprouter.Router {
 	if a.opts.Operator != nil {
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 			r.Handler(m, "/v1/*path", a.opts.Operator)
+		}
+	}
+	if a.opts.Console != nil {
+		r.Handler(http.MethodGet, "/console", a.opts.Console)
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+			r.Handler(m, "/console/*path", a.opts.Console)
 		}
 	}
 	notFound := in("other", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {

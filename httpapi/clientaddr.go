@@ -22,6 +22,20 @@ func (a *API) clientAddr(r *http.Request) (netip.Addr, bool) {
 	return clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.trusted)
 }
 
+// ClientSourceFunc gives other handlers on the listener (the operator
+// console's login limit) the source a request counts against, by the same
+// rules as /register's limit: the client address (trusting
+// X-Forwarded-For only from trusted), IPv6 grouped by /64.
+func ClientSourceFunc(trusted []netip.Prefix) func(*http.Request) (netip.Prefix, bool) {
+	return func(r *http.Request) (netip.Prefix, bool) {
+		a, ok := clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
+		if !ok {
+			return netip.Prefix{}, false
+		}
+		return sourceKey(a), true
+	}
+}
+
 func clientAddr(remoteAddr string, forwarded []string, trusted []netip.Prefix) (netip.Addr, bool) {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {

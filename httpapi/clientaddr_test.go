@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -114,5 +116,30 @@ func TestRegistrationToken(t *testing.T) {
 				t.Fatalf("registrationToken = %q, %v; want %q", got, ok, c.want)
 			}
 		})
+	}
+}
+
+func TestClientSourceFunc(t *testing.T) {
+	src := ClientSourceFunc([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	for _, tc := range []struct {
+		remote, xff, want string
+		ok                bool
+	}{
+		{"192.0.2.7:1", "", "192.0.2.7/32", true},
+		{"[2001:db8::1]:1", "", "2001:db8::/64", true},
+		{"[::ffff:192.0.2.7]:1", "", "192.0.2.7/32", true},
+		{"10.1.1.1:1", "198.51.100.4", "198.51.100.4/32", true}, // through a trusted proxy
+		{"192.0.2.7:1", "198.51.100.4", "192.0.2.7/32", true},   // an untrusted peer's header is ignored
+		{"bad", "", "", false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/console/login", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		got, ok := src(r)
+		if ok != tc.ok || (ok && got.String() != tc.want) {
+			t.Errorf("%s (X-Forwarded-For %q): %v %v, want %s %v", tc.remote, tc.xff, got, ok, tc.want, tc.ok)
+		}
 	}
 }

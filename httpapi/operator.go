@@ -58,6 +58,9 @@ type OperatorOptions struct {
 	Socket string
 	// Token, when not empty, is the bearer token TokenHandler requires.
 	Token string
+	// Session, when set, is TokenHandler's alternative to the token: the
+	// operator console's session cookie with its CSRF header.
+	Session func(*http.Request) bool
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -97,6 +100,7 @@ func (o *Operator) operatorRoutes() *httprouter.Router {
 	r.POST("/v1/certificates/:name/renew", o.renew)
 	r.POST("/v1/renew", o.renewDue)
 	r.GET("/v1/delegation", o.delegation)
+	r.GET("/v1/certificates/:name/events", o.events)
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeOperatorError(w, http.StatusNotFound, "no such endpoint")
 	})
@@ -113,7 +117,8 @@ func (o *Operator) TokenHandler() http.Handler {
 	want := []byte("Bearer " + o.opts.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
-		if o.opts.Token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+		session := len(got) == 0 && o.opts.Session != nil && o.opts.Session(r)
+		if o.opts.Token == "" || (!session && subtle.ConstantTimeCompare(got, want) != 1) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="delegated operator"`)
 			writeOperatorError(w, http.StatusUnauthorized, "operator token required")
 			return
@@ -218,7 +223,7 @@ type issueRequest struct {
 
 func (o *Operator) list(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	v, err := o.iss.Certificates(r.Context())
-	o.reply(w, v, err)
+	o.replyList(w, r, v, err)
 }
 
 func (o *Operator) get(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -302,6 +307,9 @@ func (o *Operator) run(w http.ResponseWriter, r *http.Request, name string, wait
 		o.reply(w, v, err)
 		return
 	}
+	// The HTTP listener's write timeout is sized for replies, not for an
+	// attempt that may outlast it.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(maxEventStream + 10*time.Second))
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)

@@ -78,23 +78,29 @@ func TestOperatorSocket(t *testing.T) {
 	}
 }
 
-// TestOperatorToken: the HTTP handler refuses anything but the exact token,
-// and refuses everything when no token is configured.
+// TestOperatorToken: the HTTP handler refuses anything but the exact token
+// or, as its alternative, the console's session (never beside a wrong
+// token), and refuses everything when no token is configured.
 func TestOperatorToken(t *testing.T) {
 	tests := []struct {
 		name, token, auth string
+		session           bool
 		want              int
 	}{
-		{"no token configured", "", "Bearer ", http.StatusUnauthorized},
-		{"no header", "s3cret", "", http.StatusUnauthorized},
-		{"wrong token", "s3cret", "Bearer s3creT", http.StatusUnauthorized},
-		{"prefix of the token", "s3cret", "Bearer s3cre", http.StatusUnauthorized},
-		{"basic scheme", "s3cret", "Basic s3cret", http.StatusUnauthorized},
-		{"right token", "s3cret", "Bearer s3cret", http.StatusNotFound}, // passes to the routes
+		{"no token configured", "", "Bearer ", false, http.StatusUnauthorized},
+		{"no header", "s3cret", "", false, http.StatusUnauthorized},
+		{"wrong token", "s3cret", "Bearer s3creT", false, http.StatusUnauthorized},
+		{"prefix of the token", "s3cret", "Bearer s3cre", false, http.StatusUnauthorized},
+		{"basic scheme", "s3cret", "Basic s3cret", false, http.StatusUnauthorized},
+		{"right token", "s3cret", "Bearer s3cret", false, http.StatusNotFound}, // passes to the routes
+		{"console session", "s3cret", "", true, http.StatusNotFound},
+		{"session beside a wrong token", "s3cret", "Bearer nope", true, http.StatusUnauthorized},
+		{"session without a token configured", "", "", true, http.StatusUnauthorized},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := NewOperator(OperatorOptions{Token: tc.token}, nil).TokenHandler()
+			session := func(*http.Request) bool { return tc.session }
+			h := NewOperator(OperatorOptions{Token: tc.token, Session: session}, nil).TokenHandler()
 			req := httptest.NewRequest(http.MethodGet, "/v1/nothing", nil)
 			if tc.auth != "" {
 				req.Header.Set("Authorization", tc.auth)

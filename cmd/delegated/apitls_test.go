@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/delegated/delegated/config"
 	"github.com/delegated/delegated/httpapi"
 	"github.com/delegated/delegated/store"
 )
@@ -28,24 +29,8 @@ func TestAPIACMEWiring(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg, err := loadConfig(writeExtConfig(t, dir, tc.extra))
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg, _, isvc := testIssuerService(t, dir, tc.extra)
 			log := slog.New(slog.DiscardHandler)
-			st, err := store.Open(context.Background(), "sqlite3", cfg.Store.DSN, store.Options{Logger: log})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			in, err := preflight(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			isvc, err := newIssuerService(cfg, in.issuer, st, log)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var opts httpapi.Options
 			a, err := newAPIACME(cfg, isvc, log, &opts)
 			if err != nil {
@@ -69,4 +54,30 @@ func TestAPIACMEWiring(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testIssuerService loads a test config (writeExtConfig with extra) in
+// dir, opens its store (closed at the end of the test) and builds the
+// issuer service on it, as serve does.
+func testIssuerService(t *testing.T, dir, extra string) (*config.Config, *store.Store, *issuerService) {
+	t.Helper()
+	cfg, err := loadConfig(writeExtConfig(t, dir, extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(context.Background(), "sqlite3", cfg.Store.DSN, store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	in, err := preflight(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isvc, err := newIssuerService(cfg, in.issuer, st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, st, isvc
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/delegated/delegated/config"
+	"github.com/delegated/delegated/console"
 	"github.com/delegated/delegated/httpapi"
 	"github.com/delegated/delegated/issuer"
 	"github.com/delegated/delegated/providers"
@@ -33,6 +34,9 @@ type issuerService struct {
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// console is the operator console; nil without a token.
+	console *console.Console
 }
 
 // newIssuerService builds the issuer from cfg.Issuer and the inputs
@@ -65,8 +69,19 @@ func newIssuerService(cfg *config.Config, in *issuerInputs, st *store.Store, log
 	if err != nil {
 		return nil, err
 	}
-	s := &issuerService{iss: iss, token: in.operatorToken, log: log}
-	s.op = httpapi.NewOperator(httpapi.OperatorOptions{Socket: ic.OperatorSocket, Token: in.operatorToken, Logger: log}, issuerAdapter{iss})
+	token := in.operatorToken
+	s := &issuerService{iss: iss, token: token, log: log}
+	opOpts := httpapi.OperatorOptions{Socket: ic.OperatorSocket, Token: token, Logger: log}
+	if token != "" {
+		// The console logs in with the operator token; its sessions are
+		// the operator API's other credential.
+		s.console, err = console.New(console.Options{Token: token, ClientSource: httpapi.ClientSourceFunc(cfg.API.TrustedProxyPrefixes), Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		opOpts.Session = s.console.Authorized
+	}
+	s.op = httpapi.NewOperator(opOpts, issuerAdapter{iss})
 	return s, nil
 }
 
@@ -205,6 +220,9 @@ func (s *issuerService) wire(opts *httpapi.Options) error {
 		return nil
 	}
 	opts.Operator = s.tokenHandler()
+	if s.console != nil {
+		opts.Console = s.console.Handler()
+	}
 	if opts.Metrics != nil {
 		if err := opts.Metrics.Register(certCollector{iss: s.iss, log: s.log}); err != nil {
 			return fmt.Errorf("issuer metrics: %w", err)

@@ -28,6 +28,7 @@ const (
 	HintDelv         = "apt-get install -y --no-install-recommends bind9-dnsutils"
 	HintDnsperf      = "apt-get install -y --no-install-recommends dnsperf"
 	HintCurl         = "apt-get install -y --no-install-recommends curl"
+	HintChromium     = "apt-get install -y chromium"
 	HintPebble       = "go install github.com/letsencrypt/pebble/v2/cmd/pebble@" + PebbleVersion
 	HintChallTestSrv = "go install github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@" + PebbleVersion
 	// lego cannot be go-installed through the module proxy (the deprecation
