@@ -51,6 +51,13 @@ type Issuer struct {
 	// RenewBefore, when set, renews at the latest this long before expiry
 	// (a floor under ARI's window and the one-third-of-lifetime rule).
 	RenewBefore Duration `toml:"renew_before"`
+	// MaxConcurrentChecks bounds concurrent delegation checks; default 32.
+	MaxConcurrentChecks int `toml:"max_concurrent_checks"`
+	// MaxConcurrentOrders bounds concurrent ACME orders; default 8.
+	MaxConcurrentOrders int `toml:"max_concurrent_orders"`
+	// OrdersPerHour paces new attempts at the CA; default 90, below Let's
+	// Encrypt's 300 new orders per account per 3 hours.
+	OrdersPerHour int `toml:"orders_per_hour"`
 	// OperatorSocket is the operator API's unix socket. Default
 	// "delegated.sock" next to the SQLite file.
 	OperatorSocket string `toml:"operator_socket"`
@@ -138,6 +145,22 @@ func (c *Config) validateIssuer() error {
 	}
 	if is.RenewBefore.Duration < 0 {
 		return c.fail("issuer.renew_before", "must not be negative; expected a duration such as \"720h\"")
+	}
+	for _, k := range []struct {
+		key      string
+		v        *int
+		def, max int
+	}{
+		{"issuer.max_concurrent_checks", &is.MaxConcurrentChecks, 32, 1024},
+		{"issuer.max_concurrent_orders", &is.MaxConcurrentOrders, 8, 256},
+		{"issuer.orders_per_hour", &is.OrdersPerHour, 90, 1000000},
+	} {
+		if *k.v == 0 {
+			*k.v = k.def
+		}
+		if *k.v < 1 || *k.v > k.max {
+			return c.fail(k.key, "%d is out of range; expected 1 to %d (default %d)", *k.v, k.max, k.def)
+		}
 	}
 	if is.OperatorSocket == "" {
 		dir := c.Dir

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,40 +17,35 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+
+	"github.com/delegated/delegated/operator"
 )
 
-// Issuer is what the operator API needs from the certificate issuer.
-// Payloads are JSON-encodable values the handler passes through; errors may
-// wrap ErrOperatorNotFound or ErrOperatorInvalid to choose the status.
+// Issuer is what the operator API needs from the certificate issuer
+// (*issuer.Issuer implements it). Errors wrapping operator.ErrNotFound and
+// operator.ErrInvalid choose 404 and 400.
 type Issuer interface {
-	// Issue records a request; started reports whether an attempt began,
-	// whose progress Watch then delivers.
-	Issue(ctx context.Context, name string, domains []string) (payload any, started bool, err error)
-	Certificates(ctx context.Context) (any, error)
-	Certificate(ctx context.Context, name string) (any, error)
-	Delegation(ctx context.Context, name string) (any, error)
-	Retry(ctx context.Context, name string) (payload any, started bool, err error)
+	// Issue records a request; a certificate returned processing has an
+	// attempt under way, whose progress Subscribe delivers.
+	Issue(ctx context.Context, req operator.Request) (operator.Cert, error)
+	// IssueBatch records many requests at once, all or nothing; lines
+	// number them in the operator's file.
+	IssueBatch(ctx context.Context, reqs []operator.Request, lines []int) (operator.BatchResult, error)
+	Certificates(ctx context.Context, f operator.Filter) ([]operator.Cert, error)
+	Certificate(ctx context.Context, name string) (operator.Cert, error)
+	Delegation(ctx context.Context, name string) ([]operator.Cert, error)
+	Retry(ctx context.Context, name string) (operator.Cert, error)
 	// Renew starts a renewal of name when due (or with force); started
 	// reports whether it did. RenewDue does so for every certificate.
-	Renew(ctx context.Context, name string, force bool) (payload any, started bool, err error)
-	RenewDue(ctx context.Context, force bool) (any, error)
-	Revoke(ctx context.Context, name, reason string) (any, error)
+	Renew(ctx context.Context, name string, force bool) (c operator.Cert, started bool, err error)
+	RenewDue(ctx context.Context, force bool) ([]string, error)
+	Revoke(ctx context.Context, name, reason string) (operator.Cert, error)
 	Delete(ctx context.Context, name string) error
-	// Watch delivers name's progress events until cancel is called.
-	Watch(name string) (events <-chan OperatorEvent, cancel func())
+	// State reports the issuer's queues and the CA's rate limit.
+	State() operator.IssuerState
+	// Subscribe delivers name's progress events until cancel is called.
+	Subscribe(name string) (events <-chan operator.Event, cancel func())
 }
-
-// OperatorEvent is one progress report; Final marks the end of an attempt.
-type OperatorEvent struct {
-	Body  any
-	Final bool
-}
-
-// Errors an Issuer wraps to select the HTTP status.
-var (
-	ErrOperatorNotFound = errors.New("not found")
-	ErrOperatorInvalid  = errors.New("invalid request")
-)
 
 // OperatorOptions configures the operator API.
 type OperatorOptions struct {
@@ -99,6 +95,8 @@ func (o *Operator) operatorRoutes() *httprouter.Router {
 	r.POST("/v1/certificates/:name/revoke", o.revoke)
 	r.POST("/v1/certificates/:name/renew", o.renew)
 	r.POST("/v1/renew", o.renewDue)
+	r.POST("/v1/batch", o.batch)
+	r.GET("/v1/issuer", o.state)
 	r.GET("/v1/delegation", o.delegation)
 	r.GET("/v1/certificates/:name/events", o.events)
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -221,8 +219,20 @@ type issueRequest struct {
 	Wait bool `json:"wait"`
 }
 
+// list answers GET /v1/certificates[?status=…&domain=…].
 func (o *Operator) list(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	v, err := o.iss.Certificates(r.Context())
+	var f operator.Filter
+	q := r.URL.Query()
+	if s := q.Get("status"); s != "" {
+		st, err := operator.ParseStatus(s)
+		if err != nil {
+			o.reply(w, nil, err)
+			return
+		}
+		f.Status = st
+	}
+	f.Domain = q.Get("domain")
+	v, err := o.iss.Certificates(r.Context(), f)
 	o.replyList(w, r, v, err)
 }
 
@@ -234,6 +244,10 @@ func (o *Operator) get(w http.ResponseWriter, r *http.Request, p httprouter.Para
 func (o *Operator) delegation(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	v, err := o.iss.Delegation(r.Context(), r.URL.Query().Get("cert-name"))
 	o.reply(w, v, err)
+}
+
+func (o *Operator) state(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	o.reply(w, o.iss.State(), nil)
 }
 
 func (o *Operator) delete(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -258,7 +272,48 @@ func (o *Operator) issue(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		return
 	}
 	name := strings.TrimSpace(req.Name)
-	o.run(w, r, name, req.Wait, func() (any, bool, error) { return o.iss.Issue(r.Context(), name, req.Domains) })
+	o.run(w, r, name, req.Wait, func() (operator.Cert, bool, error) {
+		c, err := o.iss.Issue(r.Context(), operator.Request{Name: name, Domains: req.Domains})
+		return c, c.Status == operator.StatusProcessing, err
+	})
+}
+
+// batchRequest is POST /v1/batch: many certificates in one request.
+type batchRequest struct {
+	Certificates []operator.Request `json:"certificates"`
+	// Lines, when given, number the certificates in the operator's file,
+	// for the error messages.
+	Lines []int `json:"lines,omitempty"`
+}
+
+// maxBatchBody bounds a batch request: 100,000 certificates of a few
+// domains each.
+const maxBatchBody = 64 << 20
+
+// batch answers POST /v1/batch. A refused batch is 400 with the error and
+// every bad line under "problems".
+func (o *Operator) batch(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var req batchRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBatchBody+1))
+	if err == nil && len(body) > maxBatchBody {
+		writeOperatorError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body too large (over %d MiB); split the batch", maxBatchBody>>20))
+		return
+	}
+	if err == nil {
+		err = decodeJSON(body, &req)
+	}
+	if err != nil {
+		writeOperatorError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return
+	}
+	v, err := o.iss.IssueBatch(r.Context(), req.Certificates, req.Lines)
+	var be *operator.BatchError
+	if errors.As(err, &be) {
+		b, _ := json.Marshal(map[string]any{"error": be.Error(), "problems": be.Problems})
+		writeJSON(w, http.StatusBadRequest, append(b, '\n'))
+		return
+	}
+	o.reply(w, v, err)
 }
 
 func (o *Operator) retry(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -269,7 +324,10 @@ func (o *Operator) retry(w http.ResponseWriter, r *http.Request, p httprouter.Pa
 		return
 	}
 	name := p.ByName("name")
-	o.run(w, r, name, req.Wait, func() (any, bool, error) { return o.iss.Retry(r.Context(), name) })
+	o.run(w, r, name, req.Wait, func() (operator.Cert, bool, error) {
+		c, err := o.iss.Retry(r.Context(), name)
+		return c, c.Status == operator.StatusProcessing, err
+	})
 }
 
 func (o *Operator) renew(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -281,7 +339,7 @@ func (o *Operator) renew(w http.ResponseWriter, r *http.Request, p httprouter.Pa
 		return
 	}
 	name := p.ByName("name")
-	o.run(w, r, name, req.Wait, func() (any, bool, error) { return o.iss.Renew(r.Context(), name, req.Force) })
+	o.run(w, r, name, req.Wait, func() (operator.Cert, bool, error) { return o.iss.Renew(r.Context(), name, req.Force) })
 }
 
 func (o *Operator) renewDue(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -291,16 +349,19 @@ func (o *Operator) renewDue(w http.ResponseWriter, r *http.Request, _ httprouter
 	if !o.decode(w, r, &req) {
 		return
 	}
-	v, err := o.iss.RenewDue(r.Context(), req.Force)
-	o.reply(w, v, err)
+	names, err := o.iss.RenewDue(r.Context(), req.Force)
+	if names == nil {
+		names = []string{}
+	}
+	o.reply(w, map[string][]string{"started": names}, err)
 }
 
 // run performs an action that may start an attempt. Without wait it replies
-// with the payload; with wait it streams NDJSON lines, first
-// {"certificate": …}, then {"event": …} until the attempt ends. It watches
-// before acting so no event is missed.
-func (o *Operator) run(w http.ResponseWriter, r *http.Request, name string, wait bool, act func() (any, bool, error)) {
-	events, cancel := o.iss.Watch(name)
+// with the certificate; with wait it streams NDJSON lines, first
+// {"certificate": …}, then {"event": …} until the attempt ends. It
+// subscribes before acting so no event is missed.
+func (o *Operator) run(w http.ResponseWriter, r *http.Request, name string, wait bool, act func() (operator.Cert, bool, error)) {
+	events, cancel := o.iss.Subscribe(name)
 	defer cancel()
 	v, started, err := act()
 	if err != nil || !wait {
@@ -328,9 +389,9 @@ func (o *Operator) run(w http.ResponseWriter, r *http.Request, name string, wait
 		case <-r.Context().Done():
 			return
 		case ev := <-events:
-			_ = enc.Encode(map[string]any{"event": ev.Body})
+			_ = enc.Encode(map[string]any{"event": ev})
 			flush()
-			if ev.Final {
+			if ev.Final() {
 				return
 			}
 		}
@@ -363,9 +424,9 @@ func (o *Operator) reply(w http.ResponseWriter, v any, err error) {
 			return
 		}
 		writeJSON(w, http.StatusOK, append(b, '\n'))
-	case errors.Is(err, ErrOperatorNotFound):
+	case errors.Is(err, operator.ErrNotFound):
 		writeOperatorError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, ErrOperatorInvalid):
+	case errors.Is(err, operator.ErrInvalid):
 		writeOperatorError(w, http.StatusBadRequest, err.Error())
 	default:
 		o.log.Error("operator request failed", "err", err)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/delegated/delegated/operator"
 )
 
 // TestReplyList: an ETag, 304 for the client's current copy, gzip for a
@@ -91,22 +93,22 @@ func TestHeaderLists(t *testing.T) {
 // eventsIssuer serves one certificate and lets the test publish its events.
 type eventsIssuer struct {
 	Issuer
-	events chan OperatorEvent
+	events chan operator.Event
 }
 
-func (e eventsIssuer) Certificate(_ context.Context, name string) (any, error) {
+func (e eventsIssuer) Certificate(_ context.Context, name string) (operator.Cert, error) {
 	if name != "shop" {
-		return nil, fmt.Errorf("%w: %s", ErrOperatorNotFound, name)
+		return operator.Cert{}, fmt.Errorf("%w: %s", operator.ErrNotFound, name)
 	}
-	return map[string]string{"name": name, "status": "processing"}, nil
+	return operator.Cert{Name: name, Status: operator.StatusProcessing}, nil
 }
 
-func (e eventsIssuer) Watch(string) (<-chan OperatorEvent, func()) { return e.events, func() {} }
+func (e eventsIssuer) Subscribe(string) (<-chan operator.Event, func()) { return e.events, func() {} }
 
 // TestOperatorEvents: the stream sends the certificate, then each event
 // until the final one; an unknown certificate is a 404.
 func TestOperatorEvents(t *testing.T) {
-	iss := eventsIssuer{events: make(chan OperatorEvent, 4)}
+	iss := eventsIssuer{events: make(chan operator.Event, 4)}
 	srv := httptest.NewServer(NewOperator(OperatorOptions{Token: "t"}, iss).TokenHandler())
 	defer srv.Close()
 	get := func(path string) *http.Response {
@@ -130,8 +132,8 @@ func TestOperatorEvents(t *testing.T) {
 	if !sc.Scan() || !strings.Contains(sc.Text(), `"certificate":{"name":"shop"`) {
 		t.Fatalf("first line %q", sc.Text())
 	}
-	iss.events <- OperatorEvent{Body: map[string]string{"step": "order"}}
-	iss.events <- OperatorEvent{Body: map[string]string{"step": "done"}, Final: true}
+	iss.events <- operator.Event{Cert: "shop", Step: operator.StepOrder, OK: true}
+	iss.events <- operator.Event{Cert: "shop", Step: operator.StepDone, OK: true, Status: operator.StatusActive}
 	var lines []string
 	done := make(chan struct{})
 	go func() {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+
+	"github.com/delegated/delegated/operator"
 )
 
 // maxEventStream bounds one events stream (a client that wants more
@@ -22,7 +24,7 @@ func (o *Operator) events(w http.ResponseWriter, r *http.Request, p httprouter.P
 	ctx, cancel := context.WithTimeout(r.Context(), maxEventStream)
 	defer cancel()
 	r = r.WithContext(ctx)
-	o.run(w, r, name, true, func() (any, bool, error) {
+	o.run(w, r, name, true, func() (operator.Cert, bool, error) {
 		v, err := o.iss.Certificate(ctx, name)
 		return v, true, err
 	})

@@ -53,9 +53,20 @@ func (i *Issuer) core(ctx context.Context) (*api.Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acme account: generate key: %w", err)
 	}
+	c, uri, err := i.register(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	i.log.Info("acme account registered", "directory", i.opts.Directory, "email", i.opts.Email, "uri", uri)
+	return c, nil
+}
+
+// register registers key at the CA (a new account, or the existing one of
+// that key), records it and makes it the client's. coreMu is held.
+func (i *Issuer) register(ctx context.Context, key crypto.PrivateKey) (*api.Core, string, error) {
 	c, err := api.New(i.httpClient, userAgent, i.opts.Directory, "", key)
 	if err != nil {
-		return nil, fmt.Errorf("acme: directory %s: %w", i.opts.Directory, err)
+		return nil, "", fmt.Errorf("acme: directory %s: %w", i.opts.Directory, err)
 	}
 	req := acme.Account{TermsOfServiceAgreed: true}
 	if i.opts.Email != "" {
@@ -68,15 +79,36 @@ func (i *Issuer) core(ctx context.Context) (*api.Core, error) {
 		ext, err = c.Accounts.New(req)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("acme account: register %s at %s: %w", i.opts.Email, i.opts.Directory, err)
+		return nil, "", fmt.Errorf("acme account: register %s at %s: %w", i.opts.Email, i.opts.Directory, err)
 	}
 	keyPEM := string(certcrypto.PEMEncode(key))
 	if err := i.store.SaveACMEAccount(ctx, store.ACMEAccount{Directory: i.opts.Directory, Email: i.opts.Email, KeyPEM: keyPEM, URI: ext.Location}); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	i.log.Info("acme account registered", "directory", i.opts.Directory, "email", i.opts.Email, "uri", ext.Location)
 	i.acmeCore = c
-	return c, nil
+	return c, ext.Location, nil
+}
+
+// reregister registers the stored account key again after the CA answered
+// accountDoesNotExist (a CA reset, a new staging environment), so issuance
+// carries on without the operator changing anything.
+func (i *Issuer) reregister(ctx context.Context) error {
+	i.coreMu.Lock()
+	defer i.coreMu.Unlock()
+	acct, err := i.store.ACMEAccountFor(ctx, i.opts.Directory, i.opts.Email)
+	if err != nil {
+		return err
+	}
+	key, err := certcrypto.ParsePEMPrivateKey([]byte(acct.KeyPEM))
+	if err != nil {
+		return fmt.Errorf("acme account: parse stored key: %w", err)
+	}
+	_, uri, err := i.register(ctx, key)
+	if err != nil {
+		return err
+	}
+	i.log.Warn("acme account unknown to the CA; registered it again with the same key", "directory", i.opts.Directory, "email", i.opts.Email, "old_uri", acct.URI, "uri", uri)
+	return nil
 }
 
 // issued is what an order produced.

@@ -11,64 +11,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Problem kinds of a delegation check.
-const (
-	// ProblemMissing: no record at _acme-challenge.<name>.
-	ProblemMissing = "missing"
-	// ProblemWrongTarget: a CNAME to another target.
-	ProblemWrongTarget = "wrong target"
-	// ProblemNotCNAME: a TXT or A answer where the CNAME belongs (a DNS host
-	// that flattens CNAMEs, or a leftover TXT record).
-	ProblemNotCNAME = "not a CNAME"
-	// ProblemResolve: the resolver failed (SERVFAIL, REFUSED, timeout).
-	ProblemResolve = "resolution failed"
-)
-
-// Delegation is one record an operator must create, and what the check
-// found for it.
-type Delegation struct {
-	// BaseName is the domain without "*.", e.g. "example.com".
-	BaseName string `json:"base_name"`
-	// Name is "_acme-challenge.example.com." and Target
-	// "<uuid>.auth.example.org.".
-	Name   string `json:"name"`
-	Target string `json:"target"`
-	// OK is true when the CNAME is in place.
-	OK bool `json:"ok"`
-	// Problem is one of the Problem* kinds; Found what the resolver
-	// returned; Detail more words (the resolver, the rcode).
-	Problem string `json:"problem,omitempty"`
-	Found   string `json:"found,omitempty"`
-	Detail  string `json:"detail,omitempty"`
-}
-
-// Record is the zone-file line to create.
-func (d Delegation) Record() string {
-	return fmt.Sprintf("%s CNAME %s", d.Name, d.Target)
-}
-
-// Explain says what is wrong in one line, or "" when nothing is. When only
-// an authoritative server disagrees with the resolvers, it says which.
-func (d Delegation) Explain() string {
-	if d.Problem != "" && d.Problem != ProblemResolve && strings.HasPrefix(d.Detail, "authoritative: ") {
-		e := d
-		e.Detail = ""
-		return e.Explain() + " (" + d.Detail + ")"
-	}
-	switch d.Problem {
-	case "":
-		return ""
-	case ProblemMissing:
-		return fmt.Sprintf("%s: no record; create %s", d.Name, d.Record())
-	case ProblemWrongTarget:
-		return fmt.Sprintf("%s: CNAME points to %s, expected %s", d.Name, d.Found, d.Target)
-	case ProblemNotCNAME:
-		return fmt.Sprintf("%s: found %s where a CNAME belongs (does the DNS host flatten CNAMEs?); create %s", d.Name, d.Found, d.Record())
-	default:
-		return fmt.Sprintf("%s: %s: %s", d.Name, d.Problem, d.Detail)
-	}
-}
-
 // DelegationError is returned when some CNAME is not in place. Its message
 // lists the records to create.
 type DelegationError struct {
@@ -100,11 +42,14 @@ type checker struct {
 	authPort string
 }
 
-// check fills d.OK/Problem/Found/Detail. Every resolver and every
-// authoritative server must agree that the CNAME is in place, since the CA
-// may reach any of them.
+// check fills d.OK/Problem/Found/Detail. Every resolver must see the
+// CNAME in place, since the CA may reach any of them, and every
+// authoritative server that answers must agree. Authoritative servers that
+// cannot be reached from here at all (a firewall, a server that drops our
+// queries) do not block a delegation every resolver already sees: d gets a
+// Warning instead.
 func (c *checker) check(ctx context.Context, d *Delegation) {
-	d.OK, d.Problem, d.Found, d.Detail = false, "", "", ""
+	d.OK, d.Problem, d.Found, d.Detail, d.Timeout, d.Warning = false, "", "", "", false, ""
 	for _, r := range c.resolvers {
 		if !c.checkOne(ctx, r, true, d) {
 			return
@@ -113,14 +58,26 @@ func (c *checker) check(ctx context.Context, d *Delegation) {
 	if c.authoritative {
 		servers, err := c.authServers(ctx, c.resolvers[0], d.Name)
 		if err != nil {
-			d.Problem, d.Detail = ProblemResolve, fmt.Sprintf("finding the authoritative servers of %s: %v", d.Name, err)
+			d.OK, d.Warning = true, fmt.Sprintf("every resolver sees the CNAME, but the authoritative servers of %s could not be found: %v", d.Name, err)
 			return
 		}
+		unreachable := 0
+		var lastUnreachable string
 		for _, srv := range servers {
-			if !c.checkOne(ctx, srv, false, d) {
+			probe := *d
+			if !c.checkOne(ctx, srv, false, &probe) {
+				if probe.Problem == ProblemResolve {
+					unreachable++
+					lastUnreachable = probe.Detail
+					continue
+				}
+				*d = probe
 				d.Detail = "authoritative: " + d.Detail
 				return
 			}
+		}
+		if unreachable > 0 {
+			d.Warning = fmt.Sprintf("every resolver sees the CNAME, but %d of %d authoritative servers did not answer (%s)", unreachable, len(servers), lastUnreachable)
 		}
 	}
 	d.OK = true
@@ -176,6 +133,7 @@ func (c *checker) checkOne(ctx context.Context, resolver string, recursive bool,
 	msg, err := c.exchange(ctx, resolver, d.Name, dns.TypeCNAME, recursive)
 	if err != nil {
 		d.Problem, d.Detail = ProblemResolve, fmt.Sprintf("asking %s: %v", resolver, err)
+		d.Timeout = errors.Is(err, errTimeout)
 		return false
 	}
 	if msg.Rcode != dns.RcodeSuccess && msg.Rcode != dns.RcodeNameError {
@@ -192,8 +150,13 @@ func (c *checker) checkOne(ctx context.Context, resolver string, recursive bool,
 		}
 	}
 	// No CNAME: something else may stand there (a flattened CNAME answers
-	// TXT and A with the target's data).
+	// TXT and A with the target's data), unless the name does not exist at
+	// all: then there is nothing else to ask (one query, not four, for the
+	// thousands of names never delegated).
 	for _, qt := range []uint16{dns.TypeTXT, dns.TypeA, dns.TypeAAAA} {
+		if msg.Rcode == dns.RcodeNameError {
+			break
+		}
 		m, err := c.exchange(ctx, resolver, d.Name, qt, recursive)
 		if err != nil || m.Rcode != dns.RcodeSuccess {
 			continue
@@ -226,13 +189,16 @@ func (c *checker) exchange(ctx context.Context, resolver, name string, qtype uin
 	}
 	if err != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, fmt.Errorf("timeout after %s", c.timeout)
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w after %s", errTimeout, c.timeout)
 		}
 		return nil, err
 	}
 	return in, nil
 }
+
+// errTimeout marks a query that got no answer in time.
+var errTimeout = errors.New("timeout")
 
 // SystemResolvers reads path (normally /etc/resolv.conf) into host:port
 // addresses.

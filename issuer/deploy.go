@@ -11,15 +11,6 @@ import (
 	"time"
 )
 
-// Paths are the deployed files of one certificate, certbot's layout.
-type Paths struct {
-	Dir       string `json:"dir"`
-	Cert      string `json:"cert"`
-	Chain     string `json:"chain"`
-	FullChain string `json:"fullchain"`
-	PrivKey   string `json:"privkey"`
-}
-
 func pathsFor(deployDir, name string) Paths {
 	dir := filepath.Join(deployDir, "live", name)
 	return Paths{
@@ -102,30 +93,54 @@ func removeDeployed(p Paths) error {
 // hookTimeout bounds the deploy hook.
 const hookTimeout = 5 * time.Minute
 
-// runHook runs the deploy hook with /bin/sh -c. Its environment carries the
-// certificate's name, domains and paths (certbot's RENEWED_LINEAGE and
-// RENEWED_DOMAINS too, so existing certbot hooks work). An error carries the
-// tail of its output.
-func runHook(ctx context.Context, hook, name string, domains []string, p Paths, renewed bool) error {
+// hookRun is one run of the deploy hook: after an issuance (Renewed tells
+// whether it replaced a certificate) or, with Failure set, once attempts
+// are exhausted so the operator's alerting learns of it.
+type hookRun struct {
+	Name    string
+	Domains []string
+	Paths   Paths
+	Renewed bool
+	Failure error
+}
+
+// env is the hook's environment: the certificate's name, domains and
+// paths (certbot's RENEWED_LINEAGE and RENEWED_DOMAINS too, so existing
+// certbot hooks work), or DELEGATED_FAILED=1 and the error.
+func (r hookRun) env() []string {
+	env := append(os.Environ(),
+		"DELEGATED_CERT_NAME="+r.Name,
+		"DELEGATED_DOMAINS="+strings.Join(r.Domains, " "),
+		"DELEGATED_CERT_DIR="+r.Paths.Dir,
+	)
+	if r.Failure != nil {
+		return append(env, "DELEGATED_FAILED=1", "DELEGATED_ERROR="+r.Failure.Error())
+	}
+	ren := "0"
+	if r.Renewed {
+		ren = "1"
+	}
+	return append(env,
+		"DELEGATED_CERT_PATH="+r.Paths.Cert,
+		"DELEGATED_CHAIN_PATH="+r.Paths.Chain,
+		"DELEGATED_FULLCHAIN_PATH="+r.Paths.FullChain,
+		"DELEGATED_KEY_PATH="+r.Paths.PrivKey,
+		"DELEGATED_RENEWED="+ren,
+		"RENEWED_LINEAGE="+r.Paths.Dir,
+		"RENEWED_DOMAINS="+strings.Join(r.Domains, " "),
+	)
+}
+
+// runHook runs hook with /bin/sh -c, bounded by hookTimeout and ctx (a
+// lost lease stops it). An error carries the tail of its output.
+func runHook(ctx context.Context, hook string, r hookRun) error {
 	ctx, cancel := context.WithTimeout(ctx, hookTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hook)
-	ren := "0"
-	if renewed {
-		ren = "1"
-	}
-	cmd.Env = append(os.Environ(),
-		"DELEGATED_CERT_NAME="+name,
-		"DELEGATED_DOMAINS="+strings.Join(domains, " "),
-		"DELEGATED_CERT_DIR="+p.Dir,
-		"DELEGATED_CERT_PATH="+p.Cert,
-		"DELEGATED_CHAIN_PATH="+p.Chain,
-		"DELEGATED_FULLCHAIN_PATH="+p.FullChain,
-		"DELEGATED_KEY_PATH="+p.PrivKey,
-		"DELEGATED_RENEWED="+ren,
-		"RENEWED_LINEAGE="+p.Dir,
-		"RENEWED_DOMAINS="+strings.Join(domains, " "),
-	)
+	cmd.Env = r.env()
+	// A child of the hook that outlives it (a daemon it started) must not
+	// hold the attempt: stop reading its output soon after.
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -134,26 +149,11 @@ func runHook(ctx context.Context, hook, name string, domains []string, p Paths, 
 		if len(tail) > 500 {
 			tail = "…" + tail[len(tail)-500:]
 		}
-		return fmt.Errorf("deploy hook %q: %w: %s", hook, err, tail)
-	}
-	return nil
-}
-
-// runFailureHook runs the deploy hook once attempts are exhausted, with
-// DELEGATED_FAILED=1 and the error, so the operator's alerting learns of it.
-func runFailureHook(ctx context.Context, hook, name string, domains []string, p Paths, cause error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hook)
-	cmd.Env = append(os.Environ(),
-		"DELEGATED_CERT_NAME="+name,
-		"DELEGATED_DOMAINS="+strings.Join(domains, " "),
-		"DELEGATED_CERT_DIR="+p.Dir,
-		"DELEGATED_FAILED=1",
-		"DELEGATED_ERROR="+cause.Error(),
-	)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("deploy hook %q (failure): %w: %s", hook, err, strings.TrimSpace(string(out)))
+		what := "deploy hook"
+		if r.Failure != nil {
+			what = "deploy hook (failure)"
+		}
+		return fmt.Errorf("%s %q: %w: %s", what, hook, err, tail)
 	}
 	return nil
 }

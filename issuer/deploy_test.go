@@ -60,7 +60,7 @@ func TestHook(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := runHook(context.Background(), tc.hook, "ex", []string{"ex.com", "*.ex.com"}, p, tc.renewed)
+			err := runHook(context.Background(), tc.hook, hookRun{Name: "ex", Domains: []string{"ex.com", "*.ex.com"}, Paths: p, Renewed: tc.renewed})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got %v, want %q", err, tc.wantErr)

@@ -149,7 +149,11 @@ func TestFailureBackoff(t *testing.T) {
 			wantGaps := []time.Duration{15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour}
 			for n := 1; n <= 5; n++ {
 				c, _ = st.CertificateByName(ctx, "ex")
+				if !iss.claim("ex") {
+					t.Fatal("claim")
+				}
 				iss.fail(ctx, &c, errors.New("CA unreachable"))
+				iss.release("ex")
 				got, err := st.CertificateByName(ctx, "ex")
 				if err != nil {
 					t.Fatal(err)

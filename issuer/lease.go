@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"time"
 
@@ -141,18 +140,79 @@ func due(c store.Certificate, now time.Time) bool {
 	return false
 }
 
-func shuffle(certs []store.Certificate) {
-	rand.Shuffle(len(certs), func(a, b int) { certs[a], certs[b] = certs[b], certs[a] })
+// claim marks name busy and takes its lease in the store; false when this
+// or another instance works on it already (or the issuer stops). Every
+// change to a certificate's row happens under its claim, so one
+// certificate never has two things in flight, across all instances on one
+// database, and no save overwrites another's newer one. Callers re-read
+// the certificate after claiming: another instance may have changed it.
+func (i *Issuer) claim(name string) bool {
+	i.mu.Lock()
+	if i.busy[name] != nil || i.runCtx.Err() != nil {
+		i.mu.Unlock()
+		return false
+	}
+	// Reserved locally first, so the lease is asked for once per process.
+	i.busy[name] = &hold{}
+	i.mu.Unlock()
+	h, ok := i.acquire(name)
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !ok {
+		delete(i.busy, name)
+		return false
+	}
+	i.busy[name] = h
+	return true
 }
 
-// saveHolding records c only while this instance still holds its lease,
-// checked in the write's own transaction, which also renews the lease: a
+func (i *Issuer) release(name string) {
+	i.mu.Lock()
+	h := i.busy[name]
+	i.mu.Unlock()
+	if h != nil && h.done != nil {
+		i.give(name, h)
+	}
+	i.mu.Lock()
+	delete(i.busy, name)
+	i.mu.Unlock()
+}
+
+// busyHere reports whether this process works on name now, or has a
+// check result for it not yet written.
+func (i *Issuer) busyHere(name string) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.busy[name] != nil || i.flushing[name]
+}
+
+// withClaim runs fn under name's claim; false when the claim was not had
+// (busy here or leased by another instance). An order fn asks for is queued
+// once the claim is released, so the worker can take it.
+func (i *Issuer) withClaim(name string, fn func(ctx context.Context) (order bool)) bool {
+	if !i.claim(name) {
+		return false
+	}
+	i.mu.Lock()
+	ctx := i.busy[name].ctx
+	i.mu.Unlock()
+	order := fn(ctx)
+	i.release(name)
+	if order {
+		i.queueOrder(name)
+	}
+	return true
+}
+
+// save records c, fenced: only while this instance still holds its lease,
+// checked in the write's own transaction, which also renews the lease. A
 // write must not happen once another instance may have taken the
-// certificate over (the lease could have run out since keep's last renewal,
-// e.g. while this process was paused). A lost lease cancels the guarded
-// work. A shutdown does not stop the write: an interrupted order must still
-// be recorded to be resumed.
-func (i *Issuer) saveHolding(ctx context.Context, c store.Certificate) error {
+// certificate over (the lease could have run out since keep's last
+// renewal, e.g. while this process was paused or a deploy hook ran). A lost
+// lease cancels the guarded work. A shutdown does not stop the write: an
+// interrupted order must still be recorded to be resumed. save sets
+// c.NextAction, the scheduler's index, from c's state.
+func (i *Issuer) save(ctx context.Context, c *store.Certificate) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.opts.LeaseTTL/3)
 	defer cancel()
 	i.mu.Lock()
@@ -161,12 +221,24 @@ func (i *Issuer) saveHolding(ctx context.Context, c store.Certificate) error {
 	if h == nil || h.done == nil {
 		return fmt.Errorf("issuer: %s: %w (not claimed)", c.Name, store.ErrLeaseLost)
 	}
+	c.NextAction = i.nextAction(*c, i.opts.Now())
 	f := store.Fence{Lease: leaseName(c.Name), Holder: i.opts.InstanceID, Token: h.token, TTL: i.opts.LeaseTTL}
-	if err := i.store.SaveCertificateFenced(ctx, c, f); err != nil {
+	if err := i.store.SaveCertificateFenced(ctx, *c, f); err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
 			h.cancel()
 		}
 		return err
 	}
 	return nil
+}
+
+// fence is the store fence of this process's claim on name.
+func (i *Issuer) fence(name string) (store.Fence, bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	h := i.busy[name]
+	if h == nil || h.done == nil {
+		return store.Fence{}, false
+	}
+	return store.Fence{Lease: leaseName(name), Holder: i.opts.InstanceID, Token: h.token, TTL: i.opts.LeaseTTL}, true
 }

@@ -138,7 +138,7 @@ func TestLeaseExcludesOtherInstances(t *testing.T) {
 		if err := b.Delete(ctx, "ex"); err == nil || !strings.Contains(err.Error(), "in flight") {
 			t.Fatalf("delete on B: %v, want busy", err)
 		}
-		b.start("ex")
+		b.orderDue(ctx, "ex")
 		got, err := st.CertificateByName(ctx, "ex")
 		if err != nil {
 			t.Fatal(err)
@@ -251,7 +251,7 @@ func TestSchedulersShareWork(t *testing.T) {
 		clock := &passClock{}
 		a, st, alog := instance(t, db, "a", time.Now, time.Second, ca.tune)
 		b, _, blog := instance(t, db, "b", clock.Now, time.Second, ca.tune)
-		if err := st.SaveCertificate(ctx, store.Certificate{Name: "ex", Domains: []string{"example.com"}, Status: string(StatusProcessing)}); err != nil {
+		if err := st.SaveCertificate(ctx, store.Certificate{Name: "ex", Domains: []string{"example.com"}, Status: string(StatusProcessing), NextAction: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -303,13 +303,16 @@ func TestTakeoverFromDeadHolder(t *testing.T) {
 		defer cancel()
 		const ttl = 600 * time.Millisecond
 		b, st, blog := instance(t, db, "b", time.Now, ttl)
-		if err := st.SaveCertificate(ctx, store.Certificate{Name: "ex", Domains: []string{"example.com"}, Status: string(StatusProcessing)}); err != nil {
+		if err := st.SaveCertificate(ctx, store.Certificate{Name: "ex", Domains: []string{"example.com"}, Status: string(StatusProcessing), NextAction: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
+		// The lease expires 2·ttl after the store's clock read inside
+		// AcquireLease: not before this moment (on a loaded machine the
+		// call itself can take longer than B's poll interval).
+		expires := time.Now().Add(2 * ttl)
 		if _, err := st.AcquireLease(ctx, leaseName("ex"), "dead", 2*ttl); err != nil {
 			t.Fatal(err)
 		}
-		expires := time.Now().Add(2 * ttl)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

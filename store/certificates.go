@@ -38,8 +38,19 @@ type Certificate struct {
 	// OrderURL is an ACME order in flight and OrderKeyPEM the key of its
 	// CSR, kept so a restart resumes the order instead of placing another.
 	OrderURL, OrderKeyPEM string
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	// NextAction is when the issuer next has work on the certificate
+	// (a delegation re-check, an attempt, a renewal, asking the CA's
+	// renewal information); zero means never. It is indexed: the
+	// scheduler finds due work through it.
+	NextAction time.Time
+	// CheckFailures counts consecutive delegation checks that got no
+	// answer (the customer's name servers time out): they back off.
+	CheckFailures int
+	// RenewInfoAt is when the CA's renewal information (ARI) is asked
+	// again; zero means a day after RenewCheckedAt.
+	RenewInfoAt time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // LogValue keeps key material out of logs.
@@ -80,7 +91,7 @@ func (a ACMEAccount) LogValue() slog.Value {
 
 const certColumns = `name, domains, status, last_error, cert_pem, chain_pem, key_pem, serial,
 	not_before, not_after, attempts, next_attempt, renew_at, renew_checked_at, order_url, order_key_pem,
-	created_at, updated_at`
+	next_action, check_failures, renew_info_at, created_at, updated_at`
 
 // SaveCertificate inserts or replaces the certificate named c.Name.
 func (s *Store) SaveCertificate(ctx context.Context, c Certificate) error {
@@ -135,16 +146,18 @@ func (s *Store) saveCertificate(ctx context.Context, db execer, c Certificate) e
 		c.CreatedAt = now
 	}
 	_, err = db.ExecContext(ctx, s.dialect.rebind(`INSERT INTO certificates (`+certColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET domains = excluded.domains, status = excluded.status,
 			last_error = excluded.last_error, cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem,
 			key_pem = excluded.key_pem, serial = excluded.serial, not_before = excluded.not_before,
 			not_after = excluded.not_after, attempts = excluded.attempts, next_attempt = excluded.next_attempt,
 			renew_at = excluded.renew_at, renew_checked_at = excluded.renew_checked_at, order_url = excluded.order_url,
-			order_key_pem = excluded.order_key_pem, updated_at = excluded.updated_at`),
+			order_key_pem = excluded.order_key_pem, next_action = excluded.next_action,
+			check_failures = excluded.check_failures, renew_info_at = excluded.renew_info_at, updated_at = excluded.updated_at`),
 		c.Name, string(domains), c.Status, c.LastError, c.CertPEM, c.ChainPEM, c.KeyPEM, c.Serial,
 		unixNano(c.NotBefore), unixNano(c.NotAfter), c.Attempts, unixNano(c.NextAttempt),
-		unixNano(c.RenewAt), unixNano(c.RenewCheckedAt), c.OrderURL, c.OrderKeyPEM, c.CreatedAt.UnixNano(), now.UnixNano())
+		unixNano(c.RenewAt), unixNano(c.RenewCheckedAt), c.OrderURL, c.OrderKeyPEM,
+		unixNano(c.NextAction), c.CheckFailures, unixNano(c.RenewInfoAt), c.CreatedAt.UnixNano(), now.UnixNano())
 	return err
 }
 
@@ -193,25 +206,40 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 	defer rows.Close()
 	var out []Certificate
 	for rows.Next() {
-		var (
-			c                                           Certificate
-			domains                                     string
-			notBefore, notAfter, next, renewAt, checked int64
-			created, updated                            int64
-		)
-		if err := rows.Scan(&c.Name, &domains, &c.Status, &c.LastError, &c.CertPEM, &c.ChainPEM, &c.KeyPEM, &c.Serial,
-			&notBefore, &notAfter, &c.Attempts, &next, &renewAt, &checked, &c.OrderURL, &c.OrderKeyPEM, &created, &updated); err != nil {
+		var r certRow
+		if err := rows.Scan(&r.c.Name, &r.domains, &r.c.Status, &r.c.LastError, &r.c.CertPEM, &r.c.ChainPEM, &r.c.KeyPEM, &r.c.Serial,
+			&r.notBefore, &r.notAfter, &r.c.Attempts, &r.next, &r.renewAt, &r.checked, &r.c.OrderURL, &r.c.OrderKeyPEM,
+			&r.nextAction, &r.c.CheckFailures, &r.renewInfo, &r.created, &r.updated); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal([]byte(domains), &c.Domains); err != nil {
-			return nil, fmt.Errorf("decode domains of %s: %w", c.Name, err)
+		c, err := r.certificate()
+		if err != nil {
+			return nil, err
 		}
-		c.NotBefore, c.NotAfter, c.NextAttempt = fromUnixNano(notBefore), fromUnixNano(notAfter), fromUnixNano(next)
-		c.RenewAt, c.RenewCheckedAt = fromUnixNano(renewAt), fromUnixNano(checked)
-		c.CreatedAt, c.UpdatedAt = fromUnixNano(created), fromUnixNano(updated)
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// certRow is a certificates row as scanned: domains as JSON, times as Unix
+// nanoseconds.
+type certRow struct {
+	c                                           Certificate
+	domains                                     string
+	notBefore, notAfter, next, renewAt, checked int64
+	nextAction, renewInfo, created, updated     int64
+}
+
+func (r *certRow) certificate() (Certificate, error) {
+	c := r.c
+	if err := json.Unmarshal([]byte(r.domains), &c.Domains); err != nil {
+		return Certificate{}, fmt.Errorf("decode domains of %s: %w", c.Name, err)
+	}
+	c.NotBefore, c.NotAfter, c.NextAttempt = fromUnixNano(r.notBefore), fromUnixNano(r.notAfter), fromUnixNano(r.next)
+	c.RenewAt, c.RenewCheckedAt = fromUnixNano(r.renewAt), fromUnixNano(r.checked)
+	c.NextAction, c.RenewInfoAt = fromUnixNano(r.nextAction), fromUnixNano(r.renewInfo)
+	c.CreatedAt, c.UpdatedAt = fromUnixNano(r.created), fromUnixNano(r.updated)
+	return c, nil
 }
 
 // ChallengeNameByBase returns the mapping for baseName or ErrNotFound.

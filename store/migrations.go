@@ -157,5 +157,22 @@ func migrations() []migration {
 				created_at    BIGINT NOT NULL
 			);`,
 		},
+		{
+			// The issuer's scheduler index (issuer/scheduler.go): next_action
+			// is when a certificate next needs work (0: never), so due work
+			// is found through an index instead of a scan that reads every
+			// row's key material. Every existing certificate is due once
+			// (1 ns after the epoch) so the first start plans it.
+			// check_failures counts consecutive delegation checks that got
+			// no answer (backoff); renew_info_at is when the CA's renewal
+			// information is asked again.
+			Name: "certificate next-action index",
+			SQLite: `ALTER TABLE certificates ADD COLUMN next_action BIGINT NOT NULL DEFAULT 0;
+			ALTER TABLE certificates ADD COLUMN check_failures INTEGER NOT NULL DEFAULT 0;
+			ALTER TABLE certificates ADD COLUMN renew_info_at BIGINT NOT NULL DEFAULT 0;
+			UPDATE certificates SET next_action = 1 WHERE status <> 'revoked';
+			CREATE INDEX certificates_by_next_action ON certificates(next_action);
+			CREATE INDEX certificates_by_status ON certificates(status, next_action);`,
+		},
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,34 +12,55 @@ import (
 	"text/tabwriter"
 
 	"github.com/delegated/delegated/issuer"
+	"github.com/delegated/delegated/operator"
 )
 
 func certificatesCommand() command {
 	c := command{
 		Name:  "certificates",
-		Usage: "[--json]",
+		Usage: "[--json] [--status STATUS] [--domain DOMAIN]",
 		Short: "List the daemon's certificates: status, expiry, paths",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs := newFlagSet(c, stderr)
 		of := addOperatorFlags(fs)
 		asJSON := fs.Bool("json", false, "print JSON")
+		status := fs.String("status", "", "only certificates with this `status` (pending, processing, active, failed, revoked)")
+		domain := fs.String("domain", "", "only certificates for this `domain` or names under it")
 		if err := parseFlags(fs, args); err != nil {
 			return err
+		}
+		q := url.Values{}
+		if *status != "" {
+			st, err := operator.ParseStatus(*status)
+			if err != nil {
+				return usageError("--status: %v", err)
+			}
+			q.Set("status", string(st))
+		}
+		if *domain != "" {
+			q.Set("domain", *domain)
+		}
+		path := "/v1/certificates"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
 		}
 		cl, err := of.client()
 		if err != nil {
 			return err
 		}
+		if *asJSON {
+			// The daemon's JSON, indented as it passes: a fleet's list is
+			// not decoded and encoded again.
+			return cl.indented(ctx, path, stdout)
+		}
 		var certs []issuer.Cert
-		if err := cl.call(ctx, "GET", "/v1/certificates", nil, &certs); err != nil {
+		if err := cl.call(ctx, "GET", path, nil, &certs); err != nil {
 			return err
 		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			enc.SetEscapeHTML(false)
-			return enc.Encode(certs)
+		var state operator.IssuerState
+		if err := cl.call(ctx, "GET", "/v1/issuer", nil, &state); err == nil && !state.PausedUntil.IsZero() {
+			fmt.Fprintf(stdout, "CA rate limit: ordering paused for the account until %s: %s\n\n", formatTime(state.PausedUntil), state.PauseReason)
 		}
 		printCertificates(stdout, certs)
 		return nil
@@ -48,33 +68,37 @@ func certificatesCommand() command {
 	return c
 }
 
-// printCertificates is the human form of `certificates`.
+// printCertificates is the human form of `certificates`. Names and errors
+// go through printable: one stored before names were validated must not
+// put raw escapes on the terminal.
 func printCertificates(stdout io.Writer, certs []issuer.Cert) {
 	if len(certs) == 0 {
 		fmt.Fprintln(stdout, "no certificates")
 		return
 	}
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
 	for _, c := range certs {
-		fmt.Fprintf(stdout, "Certificate Name: %s\n", printable(c.Name))
-		fmt.Fprintf(stdout, "  Domains: %s\n", printable(strings.Join(c.Domains, " ")))
-		fmt.Fprintf(stdout, "  Status: %s\n", c.Status)
+		fmt.Fprintf(w, "Certificate Name: %s\n", printable(c.Name))
+		fmt.Fprintf(w, "  Domains: %s\n", printable(strings.Join(c.Domains, " ")))
+		fmt.Fprintf(w, "  Status: %s\n", c.Status)
 		if c.LastError != "" {
-			fmt.Fprintf(stdout, "  Last error: %s\n", strings.ReplaceAll(printableText(c.LastError), "\n", "\n    "))
+			fmt.Fprintf(w, "  Last error: %s\n", strings.ReplaceAll(printableText(c.LastError), "\n", "\n    "))
 		}
 		if !c.NotAfter.IsZero() {
-			fmt.Fprintf(stdout, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
-			fmt.Fprintf(stdout, "  Serial: %s\n", c.Serial)
+			fmt.Fprintf(w, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
+			fmt.Fprintf(w, "  Serial: %s\n", c.Serial)
 		}
 		if !c.RenewAt.IsZero() {
-			fmt.Fprintf(stdout, "  Renewal: %s\n", formatTime(c.RenewAt))
+			fmt.Fprintf(w, "  Renewal: %s\n", formatTime(c.RenewAt))
 		}
 		if !c.NextAttempt.IsZero() {
-			fmt.Fprintf(stdout, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
+			fmt.Fprintf(w, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
 		} else if c.Attempts > 0 {
-			fmt.Fprintf(stdout, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, printable(c.Name))
+			fmt.Fprintf(w, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, printable(c.Name))
 		}
-		fmt.Fprintf(stdout, "  Certificate Path: %s\n", printable(c.Paths.FullChain))
-		fmt.Fprintf(stdout, "  Private Key Path: %s\n", printable(c.Paths.PrivKey))
+		fmt.Fprintf(w, "  Certificate Path: %s\n", printable(c.Paths.FullChain))
+		fmt.Fprintf(w, "  Private Key Path: %s\n", printable(c.Paths.PrivKey))
 	}
 }
 

@@ -16,10 +16,10 @@ type domainList []string
 func (s *domainList) String() string     { return strings.Join(*s, ",") }
 func (s *domainList) Set(v string) error { *s = append(*s, v); return nil }
 
-func issueCommand() command {
+func issueCommand(stdin io.Reader) command {
 	c := command{
 		Name:  "issue",
-		Usage: "--cert-name NAME -d DOMAIN [-d DOMAIN]... [--no-wait]",
+		Usage: "--cert-name NAME -d DOMAIN [-d DOMAIN]... [--no-wait] | --batch FILE|-",
 		Short: "Obtain a certificate through the running daemon",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,11 +29,22 @@ func issueCommand() command {
 		var domains domainList
 		fs.Var(&domains, "d", "`domain` to cover (repeatable; *.example.com for a wildcard)")
 		noWait := fs.Bool("no-wait", false, "return once the request is recorded")
+		batch := fs.String("batch", "", "`file` of certificates, one per line: NAME DOMAIN [DOMAIN]... (- for stdin); implies --no-wait")
 		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if fs.NArg() > 0 {
 			return usageError("unexpected argument %q", fs.Arg(0))
+		}
+		if *batch != "" {
+			if *name != "" || len(domains) > 0 {
+				return usageError("--batch takes the names and domains from the file; drop --cert-name and -d")
+			}
+			cl, err := of.client()
+			if err != nil {
+				return err
+			}
+			return issueBatch(ctx, cl, *batch, stdin, stdout)
 		}
 		if *name == "" && len(domains) > 0 {
 			*name = strings.TrimPrefix(domains[0], "*.")

@@ -48,7 +48,7 @@ func commands(stdin io.Reader) []command {
 		serveCommand(),
 		accountCommand(),
 		importACMEDNSCommand(),
-		issueCommand(),
+		issueCommand(stdin),
 		certificatesCommand(),
 		delegationCommand(),
 		retryCommand(),

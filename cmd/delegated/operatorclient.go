@@ -128,6 +128,25 @@ func (c *operatorClient) call(ctx context.Context, method, path string, body, ou
 	return nil
 }
 
+// indented copies the JSON reply to GET path to w, indented.
+func (c *operatorClient) indented(ctx context.Context, path string, w io.Writer) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("operator API: read reply: %w", err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, body, "", "  "); err != nil {
+		return fmt.Errorf("operator API: malformed reply: %w", err)
+	}
+	_, err = out.WriteTo(w)
+	return err
+}
+
 // streamLine is one NDJSON line of a waiting issue or retry.
 type streamLine struct {
 	Certificate *issuer.Cert  `json:"certificate"`

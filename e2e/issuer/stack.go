@@ -83,6 +83,11 @@ type Options struct {
 	DeferPebble bool
 	// Files are written into Stack.Dir (mode 0600) before the daemon starts.
 	Files map[string]string
+	// ResolverExtra lines are added to unbound's server clause.
+	ResolverExtra []string
+	// ExtraStubs are more zones unbound sends to the given servers (e.g.
+	// customers whose name servers never answer).
+	ExtraStubs map[string]string
 	// DNSSEC signs the zone: the key is made (`delegated dnssec ds`)
 	// before the resolver starts, which validates with its DS as trust
 	// anchor (Stack.DS), so the CA sees only validated answers.
@@ -91,6 +96,23 @@ type Options struct {
 	// whose handler is CAFront(pebble): it sees, and may lose, every
 	// request the daemon sends the CA. Not with DeferPebble.
 	CAFront func(pebble http.Handler) http.Handler
+}
+
+// DeadServers opens n name servers that never answer (a UDP socket that
+// exists, so no ICMP port unreachable, and that nothing reads) and returns
+// unbound stubs sending dK.dead.test to them, for Options.ExtraStubs.
+func DeadServers(t testing.TB, n int) map[string]string {
+	t.Helper()
+	stubs := map[string]string{}
+	for k := range n {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		stubs[fmt.Sprintf("d%d.dead.test", k)] = pc.LocalAddr().String()
+	}
+	return stubs
 }
 
 // buildDelegated builds the daemon into a fresh world-readable directory.
@@ -137,10 +159,15 @@ func Start(t testing.TB, opts Options) *Stack {
 		s.DS = s.makeDNSSECKey()
 		anchors = []string{s.DS}
 	}
+	stubs := map[string]string{"example.test": s.Customer.Addr, Zone: dnsAddr}
+	for zone, addr := range opts.ExtraStubs {
+		stubs[zone] = addr
+	}
 	s.Resolver = harness.StartUnboundWith(t, harness.UnboundOptions{
-		Stubs:        map[string]string{"example.test": s.Customer.Addr, Zone: dnsAddr},
+		Stubs:        stubs,
 		ReadyZone:    "example.test",
 		TrustAnchors: anchors,
+		ExtraServer:  opts.ResolverExtra,
 	})
 	s.pebbleOpts = harness.PebbleOptions{DNSServer: s.Resolver.Addr, ValidityPeriod: opts.Validity, Modify: opts.PebbleModify, Env: opts.PebbleEnv}
 	directory, minica := "", ""
