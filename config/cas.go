@@ -120,14 +120,10 @@ func (c *Config) validateCA(prefix string, ca *CA) error {
 		}
 		ca.CARoots[i] = c.abs(p)
 	}
-	switch strings.ToUpper(ca.KeyType) {
-	case "":
-		ca.KeyType = "EC256"
-	case "EC256", "EC384", "RSA2048", "RSA3072", "RSA4096":
-		ca.KeyType = strings.ToUpper(ca.KeyType)
-	default:
-		return c.fail(prefix+".key_type", "%q is not supported; expected one of \"EC256\", \"EC384\", \"RSA2048\", \"RSA3072\", \"RSA4096\"", ca.KeyType)
+	if _, err := CertKeyType(ca.KeyType); err != nil {
+		return c.fail(prefix+".key_type", "%v", err)
 	}
+	ca.KeyType = canonicalKeyType(ca.KeyType)
 	if ca.EABHMACFile != "" && ca.EABKID == "" {
 		return c.fail(prefix+".eab_kid", "missing; %s.eab_hmac_file needs the key id it belongs to", prefix)
 	}

@@ -93,7 +93,9 @@ func (c *Config) validateIssuer() error {
 	}
 	for i, r := range is.Resolvers {
 		if _, err := netip.ParseAddrPort(r); err != nil {
-			return c.fail(fmt.Sprintf("issuer.resolvers[%d]", i), "%q is not an address; expected IP:port such as \"127.0.0.1:53\"", r)
+			// Not host names: the delegation check would depend on the
+			// system resolver to find its own resolvers.
+			return c.fail(fmt.Sprintf("issuer.resolvers[%d]", i), "%q is not an address; expected IP:port such as \"127.0.0.1:53\" or \"[2001:db8::53]:53\" (host names are not accepted)", r)
 		}
 	}
 	if is.CheckAuthoritative == nil {

@@ -583,20 +583,3 @@ func (i *Issuer) revoke(ctx context.Context, ca *caClient, certPEM string, reaso
 }
 
 func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
-
-// keyType maps the config words to lego's key types.
-func keyType(s string) (certcrypto.KeyType, error) {
-	switch strings.ToUpper(s) {
-	case "", "EC256":
-		return certcrypto.EC256, nil
-	case "EC384":
-		return certcrypto.EC384, nil
-	case "RSA2048":
-		return certcrypto.RSA2048, nil
-	case "RSA3072":
-		return certcrypto.RSA3072, nil
-	case "RSA4096":
-		return certcrypto.RSA4096, nil
-	}
-	return "", fmt.Errorf("unknown key type %q; expected EC256, EC384, RSA2048, RSA3072 or RSA4096", s)
-}

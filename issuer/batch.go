@@ -34,6 +34,9 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 	seen := map[string]int{}
 	for k, r := range reqs {
 		name, domains, err := normalize(r)
+		if err == nil {
+			err = checkOutsideZone(domains, i.opts.Zone)
+		}
 		if err != nil {
 			problems = append(problems, operator.LineProblem{Line: line(k), Error: err.Error()})
 			continue

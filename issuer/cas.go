@@ -19,6 +19,7 @@ import (
 	"github.com/go-acme/lego/v4/acme/api"
 	"github.com/go-acme/lego/v4/certcrypto"
 
+	"github.com/delegated/delegated/config"
 	"github.com/delegated/delegated/operator"
 	"github.com/delegated/delegated/store"
 )
@@ -102,7 +103,7 @@ func newCAClients(opts *Options) ([]*caClient, error) {
 		if slices.ContainsFunc(out, func(c *caClient) bool { return c.Name == ca.Name }) {
 			return nil, fmt.Errorf("two CAs are named %s", ca.Name)
 		}
-		kt, err := keyType(ca.KeyType)
+		kt, err := config.CertKeyType(ca.KeyType)
 		if err != nil {
 			return nil, fmt.Errorf("CA %s: %w", ca.Name, err)
 		}

@@ -119,7 +119,7 @@ func newTestIssuer(t *testing.T, clock *fakeClock) (*Issuer, *store.Store) {
 	iss, err := New(Options{
 		Zone: "auth.example.org", Directory: "https://127.0.0.1:1/dir", Resolvers: []string{"127.0.0.1:1"},
 		DeployDir: t.TempDir(), Now: clock.Now, Logger: quiet(),
-	}, st, providers.NewLocal(st, 0))
+	}, st, providers.NewLocal(st))
 	if err != nil {
 		t.Fatal(err)
 	}

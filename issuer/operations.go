@@ -48,6 +48,9 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 	if err != nil {
 		return Cert{}, err
 	}
+	if err := checkOutsideZone(domains, i.opts.Zone); err != nil {
+		return Cert{}, err
+	}
 	if err := i.checkPin(req.CA); err != nil {
 		return Cert{}, err
 	}

@@ -50,7 +50,7 @@ func TestSelfDelegation(t *testing.T) {
 	}
 
 	// The solver writes the value where the DNS server serves it.
-	if err := providers.NewLocal(st, 0).PresentContext(ctx, "auth.example.org", "token.key"); err != nil {
+	if err := providers.NewLocal(st).PresentContext(ctx, "auth.example.org", "token.key"); err != nil {
 		t.Fatal(err)
 	}
 	vals, err := storetest.Values(ctx, st, selfLabel)

@@ -71,43 +71,44 @@ func certificatesCommand() command {
 				fmt.Fprintln(stdout)
 			}
 		}
-		if len(certs) == 0 {
-			fmt.Fprintln(stdout, "no certificates")
-			return nil
-		}
-		w := bufio.NewWriter(stdout)
-		defer w.Flush()
-		for _, c := range certs {
-			fmt.Fprintf(w, "Certificate Name: %s\n", c.Name)
-			fmt.Fprintf(w, "  Domains: %s\n", strings.Join(c.Domains, " "))
-			fmt.Fprintf(w, "  Status: %s\n", c.Status)
-			if c.LastError != "" {
-				fmt.Fprintf(w, "  Last error: %s\n", strings.ReplaceAll(c.LastError, "\n", "\n    "))
-			}
-			if !c.NotAfter.IsZero() {
-				fmt.Fprintf(w, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
-				fmt.Fprintf(w, "  Serial: %s\n", c.Serial)
-			}
-			if c.CA != "" {
-				fmt.Fprintf(stdout, "  CA: %s\n", c.CA)
-			}
-			if c.CAPin != "" {
-				fmt.Fprintf(stdout, "  Pinned to CA: %s\n", c.CAPin)
-			}
-			if !c.RenewAt.IsZero() {
-				fmt.Fprintf(w, "  Renewal: %s\n", formatTime(c.RenewAt))
-			}
-			if !c.NextAttempt.IsZero() {
-				fmt.Fprintf(w, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
-			} else if c.Attempts > 0 {
-				fmt.Fprintf(w, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, c.Name)
-			}
-			fmt.Fprintf(w, "  Certificate Path: %s\n", c.Paths.FullChain)
-			fmt.Fprintf(w, "  Private Key Path: %s\n", c.Paths.PrivKey)
-		}
+		printCertificates(stdout, certs)
 		return nil
 	}
 	return c
+}
+
+// printCertificates is the human form of `certificates`. Names and errors
+// go through printable: one stored before names were validated must not
+// put raw escapes on the terminal.
+func printCertificates(stdout io.Writer, certs []issuer.Cert) {
+	if len(certs) == 0 {
+		fmt.Fprintln(stdout, "no certificates")
+		return
+	}
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	for _, c := range certs {
+		fmt.Fprintf(w, "Certificate Name: %s\n", printable(c.Name))
+		fmt.Fprintf(w, "  Domains: %s\n", printable(strings.Join(c.Domains, " ")))
+		fmt.Fprintf(w, "  Status: %s\n", c.Status)
+		if c.LastError != "" {
+			fmt.Fprintf(w, "  Last error: %s\n", strings.ReplaceAll(printableText(c.LastError), "\n", "\n    "))
+		}
+		if !c.NotAfter.IsZero() {
+			fmt.Fprintf(w, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
+			fmt.Fprintf(w, "  Serial: %s\n", c.Serial)
+		}
+		if !c.RenewAt.IsZero() {
+			fmt.Fprintf(w, "  Renewal: %s\n", formatTime(c.RenewAt))
+		}
+		if !c.NextAttempt.IsZero() {
+			fmt.Fprintf(w, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
+		} else if c.Attempts > 0 {
+			fmt.Fprintf(w, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, printable(c.Name))
+		}
+		fmt.Fprintf(w, "  Certificate Path: %s\n", printable(c.Paths.FullChain))
+		fmt.Fprintf(w, "  Private Key Path: %s\n", printable(c.Paths.PrivKey))
+	}
 }
 
 func delegationCommand() command {
@@ -134,7 +135,7 @@ func delegationCommand() command {
 		missing := 0
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		for _, c := range certs {
-			fmt.Fprintf(tw, "; %s (%s)\n", c.Name, c.Status)
+			fmt.Fprintf(tw, "; %s (%s)\n", printable(c.Name), c.Status)
 			for _, d := range c.Delegations {
 				state := "✓ in place"
 				if !d.OK {
@@ -246,7 +247,7 @@ func confirmDelete(cert issuer.Cert, stdin io.Reader, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "Its files in %s and its private key are removed.\n", cert.Paths.Dir)
 	}
 	if cert.Status == issuer.StatusActive {
-		fmt.Fprintf(stderr, "It is still valid; afterwards delegated can no longer revoke it (delegated revoke --cert-name %s first if it must be).\n", cert.Name)
+		fmt.Fprintf(stderr, "It is still valid; afterwards delegated can no longer revoke it (delegated revoke --cert-name %s first if it must be).\n", printable(cert.Name))
 	}
 	fmt.Fprint(stderr, "Type y to delete [y/N]: ")
 	if stdin == nil {

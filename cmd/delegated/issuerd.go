@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 
 	"github.com/delegated/delegated/config"
 	"github.com/delegated/delegated/console"
@@ -39,31 +36,18 @@ type issuerService struct {
 	console *console.Console
 }
 
-// newIssuerService builds the issuer from cfg.Issuer; nil when absent.
-func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*issuerService, error) {
+// newIssuerService builds the issuer from cfg.Issuer and the inputs
+// preflight read; nil when absent.
+func newIssuerService(cfg *config.Config, in *issuerInputs, st *store.Store, log *slog.Logger) (*issuerService, error) {
 	ic := cfg.Issuer
-	if ic == nil {
+	if ic == nil || in == nil {
 		return nil, nil
-	}
-	cas, err := issuerCAs(ic)
-	if err != nil {
-		return nil, err
-	}
-	token, err := secret(ic.OperatorTokenFile, envOperatorToken, "issuer.operator_token_file")
-	if err != nil {
-		return nil, err
-	}
-	resolvers := ic.Resolvers
-	if len(resolvers) == 0 {
-		if resolvers, err = issuer.SystemResolvers("/etc/resolv.conf"); err != nil {
-			return nil, &exitError{code: 2, err: fmt.Errorf("issuer.resolvers: none configured and %w", err)}
-		}
 	}
 	iss, err := issuer.New(issuer.Options{
 		Zone:                cfg.Zone.Domain,
-		CAs:                 cas,
+		CAs:                 in.cas,
 		CABackoff:           ic.CABackoff.Duration,
-		Resolvers:           resolvers,
+		Resolvers:           in.resolvers,
 		SkipAuthoritative:   !*ic.CheckAuthoritative,
 		AuthoritativePort:   strconv.Itoa(ic.AuthoritativePort),
 		DeployDir:           ic.DeployDir,
@@ -79,10 +63,11 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 		// leases say the same instance.
 		InstanceID: st.InstanceID(),
 		Logger:     log,
-	}, st, providers.NewLocal(st, 0))
+	}, st, providers.NewLocal(st))
 	if err != nil {
 		return nil, err
 	}
+	token := in.operatorToken
 	s := &issuerService{iss: iss, token: token, log: log}
 	opOpts := httpapi.OperatorOptions{Socket: ic.OperatorSocket, Token: token, Logger: log}
 	if token != "" {
@@ -96,56 +81,6 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 	}
 	s.op = httpapi.NewOperator(opOpts, iss)
 	return s, nil
-}
-
-// issuerCAs turns the configured CAs into the issuer's, reading each CA's
-// roots and EAB HMAC key (file, or its environment variable).
-func issuerCAs(ic *config.Issuer) ([]issuer.CA, error) {
-	var out []issuer.CA
-	for k, ca := range ic.CAs {
-		prefix := fmt.Sprintf("issuer.ca[%d]", k)
-		if ic.Directory != "" {
-			// The single-CA form: its keys are [issuer]'s own.
-			prefix = "issuer"
-		}
-		var roots *x509.CertPool
-		if len(ca.CARoots) > 0 {
-			roots = x509.NewCertPool()
-			for _, p := range ca.CARoots {
-				b, err := os.ReadFile(p)
-				if err != nil {
-					return nil, &exitError{code: 2, err: fmt.Errorf("%s.ca_roots: %w", prefix, err)}
-				}
-				if !roots.AppendCertsFromPEM(b) {
-					return nil, &exitError{code: 2, err: fmt.Errorf("%s.ca_roots: %s holds no PEM certificate", prefix, p)}
-				}
-			}
-		}
-		hmac, err := secret(ca.EABHMACFile, ca.EABHMACEnv(), prefix+".eab_hmac_file")
-		if err != nil {
-			return nil, err
-		}
-		if ca.EABKID != "" && hmac == "" {
-			return nil, &exitError{code: 2, err: fmt.Errorf("%s.eab_kid is set but no HMAC key: set %s.eab_hmac_file or %s", prefix, prefix, ca.EABHMACEnv())}
-		}
-		out = append(out, issuer.CA{
-			Name: ca.Name, Directory: ca.Directory, Email: ca.Email, CARoots: roots, EABKID: ca.EABKID, EABHMAC: hmac,
-			PreferredChain: ca.PreferredChain, Profile: ca.Profile, KeyType: ca.KeyType, CAAIdentities: ca.CAAIdentities,
-		})
-	}
-	return out, nil
-}
-
-// secret reads a secret from file (trailing newline dropped) or env.
-func secret(file, env, key string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", &exitError{code: 2, err: fmt.Errorf("%s: %w", key, err)}
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	return strings.TrimSpace(os.Getenv(env)), nil
 }
 
 // tokenHandler is the operator API for the HTTP listener, or nil when no

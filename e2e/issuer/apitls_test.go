@@ -71,11 +71,19 @@ func TestAPITLSACME(t *testing.T) {
 		first, err = served()
 		return err
 	})
-	c, err := s.Certificate("delegated-api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Status != "active" || c.Serial != fmt.Sprintf("%x", first.SerialNumber) {
+	// The files are deployed (and served) before the status says active,
+	// which it does once the deploy hook has run: wait for it.
+	var c e2e.Cert
+	harness.Eventually(t, 30*time.Second, 100*time.Millisecond, "delegated-api active", func() error {
+		if c, err = s.Certificate("delegated-api"); err != nil {
+			return err
+		}
+		if c.Status != "active" {
+			return fmt.Errorf("status %s", c.Status)
+		}
+		return nil
+	})
+	if c.Serial != fmt.Sprintf("%x", first.SerialNumber) {
 		t.Fatalf("delegated-api: status %s serial %s; served %x", c.Status, c.Serial, first.SerialNumber)
 	}
 	if names := first.DNSNames; !slices.Contains(names, e2e.Zone) || !slices.Contains(names, "*."+e2e.Zone) || len(names) != 2 {
