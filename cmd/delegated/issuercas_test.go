@@ -57,7 +57,7 @@ eab_kid = "kid"
 `
 	t.Run("HMAC from the CA's variable", func(t *testing.T) {
 		t.Setenv("DELEGATED_EAB_HMAC_ZERO_SSL", "from-env")
-		cas, err := issuerCAs(load(t, two).Issuer)
+		cas, err := issuerCAs(cfgOf(load(t, two)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ eab_kid = "kid"
 		}
 	})
 	t.Run("HMAC from the file", func(t *testing.T) {
-		cas, err := issuerCAs(load(t, two+"eab_hmac_file = \"zerossl.hmac\"\n").Issuer)
+		cas, err := issuerCAs(cfgOf(load(t, two+"eab_hmac_file = \"zerossl.hmac\"\n")))
 		if err != nil || cas[1].EABHMAC != "c2VjcmV0" {
 			t.Fatalf("CAs %+v, %v", cas, err)
 		}
@@ -74,13 +74,13 @@ eab_kid = "kid"
 	for _, tc := range []struct {
 		name, cas, want string
 	}{
-		{"no HMAC", two, "issuer.ca[1].eab_kid is set but no HMAC key: set issuer.ca[1].eab_hmac_file or DELEGATED_EAB_HMAC_ZERO_SSL"},
-		{"missing roots", strings.Replace(two, "roots.pem", "nosuch.pem", 1) + "eab_hmac_file = \"zerossl.hmac\"\n", "issuer.ca[0].ca_roots: open"},
-		{"roots not PEM", strings.Replace(two, "roots.pem", "zerossl.hmac", 1) + "eab_hmac_file = \"zerossl.hmac\"\n", "issuer.ca[0].ca_roots: " + filepath.Join(dir, "zerossl.hmac") + " holds no PEM certificate"},
+		{"no HMAC", two, "issuer.ca[1].eab_kid: set but no HMAC key: set issuer.ca[1].eab_hmac_file or DELEGATED_EAB_HMAC_ZERO_SSL"},
+		{"missing roots", strings.Replace(two, "roots.pem", "nosuch.pem", 1) + "eab_hmac_file = \"zerossl.hmac\"\n", "issuer.ca[0].ca_roots[0]: open"},
+		{"roots not PEM", strings.Replace(two, "roots.pem", "zerossl.hmac", 1) + "eab_hmac_file = \"zerossl.hmac\"\n", "issuer.ca[0].ca_roots[0]: " + filepath.Join(dir, "zerossl.hmac") + " holds no PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("DELEGATED_EAB_HMAC_ZERO_SSL", "")
-			_, err := issuerCAs(load(t, tc.cas).Issuer)
+			_, err := issuerCAs(cfgOf(load(t, tc.cas)))
 			var ee *exitError
 			if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want exit 2 with %q", err, tc.want)
@@ -88,3 +88,6 @@ eab_kid = "kid"
 		})
 	}
 }
+
+// cfgOf hands issuerCAs a loaded config and its issuer section.
+func cfgOf(cfg *config.Config) (*config.Config, *config.Issuer) { return cfg, cfg.Issuer }

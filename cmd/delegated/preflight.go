@@ -150,7 +150,7 @@ func readIssuerInputs(cfg *config.Config) (*issuerInputs, error) {
 	}
 	in := &issuerInputs{resolvers: ic.Resolvers}
 	var err error
-	if in.cas, err = issuerCAs(ic); err != nil {
+	if in.cas, err = issuerCAs(cfg, ic); err != nil {
 		return nil, err
 	}
 	if in.operatorToken, err = secret(ic.OperatorTokenFile, envOperatorToken, "issuer.operator_token_file"); err != nil {
@@ -178,7 +178,7 @@ func secret(file, env, key string) (string, error) {
 
 // issuerCAs turns the configured CAs into the issuer's, reading each CA's
 // roots and EAB HMAC key (file, or its environment variable).
-func issuerCAs(ic *config.Issuer) ([]issuer.CA, error) {
+func issuerCAs(cfg *config.Config, ic *config.Issuer) ([]issuer.CA, error) {
 	var out []issuer.CA
 	for k, ca := range ic.CAs {
 		prefix := fmt.Sprintf("issuer.ca[%d]", k)
@@ -189,13 +189,14 @@ func issuerCAs(ic *config.Issuer) ([]issuer.CA, error) {
 		var roots *x509.CertPool
 		if len(ca.CARoots) > 0 {
 			roots = x509.NewCertPool()
-			for _, p := range ca.CARoots {
+			for i, p := range ca.CARoots {
+				key := fmt.Sprintf("%s.ca_roots[%d]", prefix, i)
 				b, err := os.ReadFile(p)
 				if err != nil {
-					return nil, &exitError{code: 2, err: fmt.Errorf("%s.ca_roots: %w", prefix, err)}
+					return nil, configError(cfg, key, "%v", err)
 				}
 				if !roots.AppendCertsFromPEM(b) {
-					return nil, &exitError{code: 2, err: fmt.Errorf("%s.ca_roots: %s holds no PEM certificate", prefix, p)}
+					return nil, configError(cfg, key, "%s holds no PEM certificate", p)
 				}
 			}
 		}
@@ -204,7 +205,7 @@ func issuerCAs(ic *config.Issuer) ([]issuer.CA, error) {
 			return nil, err
 		}
 		if ca.EABKID != "" && hmac == "" {
-			return nil, &exitError{code: 2, err: fmt.Errorf("%s.eab_kid is set but no HMAC key: set %s.eab_hmac_file or %s", prefix, prefix, ca.EABHMACEnv())}
+			return nil, configError(cfg, prefix+".eab_kid", "set but no HMAC key: set %s.eab_hmac_file or %s", prefix, ca.EABHMACEnv())
 		}
 		out = append(out, issuer.CA{
 			Name: ca.Name, Directory: ca.Directory, Email: ca.Email, CARoots: roots, EABKID: ca.EABKID, EABHMAC: hmac,
