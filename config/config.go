@@ -110,6 +110,10 @@ type API struct {
 	// RegisterRate limits registrations per source address, as "N/unit"
 	// with unit s, m, h or d (e.g. "10/h"). Default "" (no limit).
 	RegisterRate string `toml:"register_rate"`
+	// RegisterRateN per RegisterRatePer is RegisterRate parsed; filled by
+	// Load, zero without a limit.
+	RegisterRateN   int           `toml:"-"`
+	RegisterRatePer time.Duration `toml:"-"`
 	// TrustedProxies are CIDRs of reverse proxies whose X-Forwarded-For is
 	// believed. Default none: the TCP peer is the client.
 	TrustedProxies []string `toml:"trusted_proxies"`
@@ -284,10 +288,8 @@ func (c *Config) validate() error {
 	if len(c.DNS.Listen) == 0 {
 		c.DNS.Listen = []string{"127.0.0.1:5053"}
 	}
-	for i, a := range c.DNS.Listen {
-		if err := checkListen(a); err != nil {
-			return c.fail(fmt.Sprintf("dns.listen[%d]", i), "%v", err)
-		}
+	if err := c.checkListenSet("dns.listen", c.DNS.Listen); err != nil {
+		return err
 	}
 	if c.DNS.TCPIdleTimeout.Duration == 0 {
 		c.DNS.TCPIdleTimeout.Duration = 10 * time.Second
@@ -334,10 +336,8 @@ func (c *Config) validate() error {
 	if len(c.API.Listen) == 0 {
 		c.API.Listen = []string{"127.0.0.1:8053"}
 	}
-	for i, a := range c.API.Listen {
-		if err := checkListen(a); err != nil {
-			return c.fail(fmt.Sprintf("api.listen[%d]", i), "%v", err)
-		}
+	if err := c.checkListenSet("api.listen", c.API.Listen); err != nil {
+		return err
 	}
 	if c.API.BcryptCost == 0 {
 		c.API.BcryptCost = 10
@@ -421,6 +421,29 @@ func fqdn(name string) (string, error) {
 	return dns.Fqdn(name), nil
 }
 
+// checkListenSet checks each address of a listen key, and that no two
+// collide: "[::]:P" is one dual-stack socket that already takes IPv4, so
+// "0.0.0.0:P" beside it (or the same address twice) could not bind.
+func (c *Config) checkListenSet(key string, addrs []string) error {
+	seen := map[netip.AddrPort]int{}
+	for i, a := range addrs {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if err := checkListen(a); err != nil {
+			return c.fail(k, "%v", err)
+		}
+		ap := netip.MustParseAddrPort(a)
+		slot := ap
+		if ap.Addr().IsUnspecified() {
+			slot = netip.AddrPortFrom(netip.IPv6Unspecified(), ap.Port())
+		}
+		if j, dup := seen[slot]; dup {
+			return c.fail(k, "%q collides with %s[%d] %q: \"[::]:%d\" alone listens on every IPv4 and IPv6 address; keep one of them", a, key, j, addrs[j], ap.Port())
+		}
+		seen[slot] = i
+	}
+	return nil
+}
+
 func checkListen(addr string) error {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
@@ -461,8 +484,20 @@ func ParseRecord(line, origin string, defaultTTL uint32) (dns.RR, error) {
 	if !dns.IsSubDomain(origin, rr.Header().Name) {
 		return nil, fmt.Errorf("%q: owner %s is outside the zone %s", line, rr.Header().Name, origin)
 	}
+	// The DNS server answers names exactly (challenge subdomains are
+	// looked up by name); a wildcard would shadow NXDOMAIN for them.
+	if strings.HasPrefix(rr.Header().Name, "*.") {
+		return nil, fmt.Errorf("%q: wildcard owners are not supported; list each name", line)
+	}
 	return rr, nil
 }
+
+// The words of [api] registration; config is the only place that reads them.
+const (
+	RegistrationOpen   = "open"
+	RegistrationToken  = "token"
+	RegistrationClosed = "closed"
+)
 
 // validateAPIExtensions checks the [api] keys of delegated's extensions
 // (registration control, trusted proxies, TLS, metrics).
@@ -470,16 +505,17 @@ func (c *Config) validateAPIExtensions() error {
 	a := &c.API
 	switch a.Registration {
 	case "":
-		a.Registration = "open"
-	case "open", "token", "closed":
+		a.Registration = RegistrationOpen
+	case RegistrationOpen, RegistrationToken, RegistrationClosed:
 	default:
-		return c.fail("api.registration", "%q is not supported; expected one of \"open\", \"token\", \"closed\"", a.Registration)
+		return c.fail("api.registration", "%q is not supported; expected one of %q, %q, %q", a.Registration, RegistrationOpen, RegistrationToken, RegistrationClosed)
 	}
 	if a.RegistrationTokenFile != "" && !filepath.IsAbs(a.RegistrationTokenFile) {
 		a.RegistrationTokenFile = filepath.Join(c.Dir, a.RegistrationTokenFile)
 	}
 	if a.RegisterRate != "" {
-		if _, _, err := ParseRate(a.RegisterRate); err != nil {
+		var err error
+		if a.RegisterRateN, a.RegisterRatePer, err = ParseRate(a.RegisterRate); err != nil {
 			return c.fail("api.register_rate", "%v", err)
 		}
 	}

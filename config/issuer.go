@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -33,7 +32,8 @@ type Issuer struct {
 	Challenge string `toml:"challenge"`
 	// Profile is the ACME profile of certificates that name none (e.g.
 	// Let's Encrypt's "classic", "tlsserver", "shortlived"); empty lets
-	// the CA choose. Checked against the CA's directory when used.
+	// the CA choose. Checked against the CA's directory when used. A
+	// single-CA key: with [[issuer.ca]] tables each CA names its own.
 	Profile string `toml:"profile"`
 	// Resolvers (host:port) for the delegation check; default the
 	// nameservers of /etc/resolv.conf.
@@ -68,6 +68,13 @@ type Issuer struct {
 	// OperatorSocket is the operator API's unix socket. Default
 	// "delegated.sock" next to the SQLite file.
 	OperatorSocket string `toml:"operator_socket"`
+	// CAs are the [[issuer.ca]] tables in order of preference; after
+	// validation they also hold the single-CA form as one element.
+	CAs []CA `toml:"ca"`
+	// CABackoff is how long a CA that could not be reached (or failed on
+	// its side) is skipped, doubling while it keeps failing, up to an
+	// hour; a rate limit's Retry-After overrides it. Default 5m.
+	CABackoff Duration `toml:"ca_backoff"`
 	// OperatorTokenFile holds a bearer token that opens the operator API
 	// on the HTTP listener too (or the environment variable
 	// DELEGATED_OPERATOR_TOKEN). Without one it is served on the socket only.
@@ -87,40 +94,20 @@ func (c *Config) validateIssuer() error {
 	if is == nil {
 		return nil
 	}
-	if is.Directory == "" {
-		return c.fail("issuer.directory", "missing; expected the CA's ACME directory URL, e.g. \"https://acme-v02.api.letsencrypt.org/directory\"")
+	if err := c.validateCAs(); err != nil {
+		return err
 	}
-	u, err := url.Parse(is.Directory)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return c.fail("issuer.directory", "%q is not an https URL; expected e.g. \"https://acme-v02.api.letsencrypt.org/directory\"", is.Directory)
-	}
-	if is.Email != "" && !strings.Contains(is.Email, "@") {
-		return c.fail("issuer.email", "%q is not an email address", is.Email)
-	}
-	for i, p := range is.CARoots {
-		if p == "" {
-			return c.fail(fmt.Sprintf("issuer.ca_roots[%d]", i), "empty; expected a PEM file path")
-		}
-		is.CARoots[i] = c.abs(p)
-	}
-	switch strings.ToUpper(is.KeyType) {
-	case "":
-		is.KeyType = "EC256"
-	case "EC256", "EC384", "RSA2048", "RSA3072", "RSA4096":
-		is.KeyType = strings.ToUpper(is.KeyType)
-	default:
-		return c.fail("issuer.key_type", "%q is not supported; expected one of \"EC256\", \"EC384\", \"RSA2048\", \"RSA3072\", \"RSA4096\"", is.KeyType)
+	if err := c.validateCABackoff(); err != nil {
+		return err
 	}
 	if err := c.validateChallengeProfile(is); err != nil {
 		return err
 	}
-	if is.EABHMACFile != "" && is.EABKID == "" {
-		return c.fail("issuer.eab_kid", "missing; issuer.eab_hmac_file needs the key id it belongs to")
-	}
-	is.EABHMACFile = c.abs(is.EABHMACFile)
 	for i, r := range is.Resolvers {
 		if _, err := netip.ParseAddrPort(r); err != nil {
-			return c.fail(fmt.Sprintf("issuer.resolvers[%d]", i), "%q is not an address; expected IP:port such as \"127.0.0.1:53\"", r)
+			// Not host names: the delegation check would depend on the
+			// system resolver to find its own resolvers.
+			return c.fail(fmt.Sprintf("issuer.resolvers[%d]", i), "%q is not an address; expected IP:port such as \"127.0.0.1:53\" or \"[2001:db8::53]:53\" (host names are not accepted)", r)
 		}
 	}
 	if is.CheckAuthoritative == nil {

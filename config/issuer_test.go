@@ -59,6 +59,7 @@ func TestIssuerSection(t *testing.T) {
 		{"bad email", "directory = \"https://ca/dir\"\nemail = \"nobody\"", "issuer.email", "not an email address"},
 		{"bad key type", "directory = \"https://ca/dir\"\nkey_type = \"ED25519\"", "issuer.key_type", "EC256"},
 		{"bad resolver", "directory = \"https://ca/dir\"\nresolvers = [\"8.8.8.8\"]", "issuer.resolvers[0]", "IP:port"},
+		{"host name resolver", "directory = \"https://ca/dir\"\nresolvers = [\"dns.example:53\"]", "issuer.resolvers[0]", "host names are not accepted"},
 		{"hmac without kid", "directory = \"https://ca/dir\"\neab_hmac_file = \"h\"", "issuer.eab_kid", "missing"},
 		{"tiny recheck", "directory = \"https://ca/dir\"\ndelegation_recheck = \"10ms\"", "issuer.delegation_recheck", "too short"},
 		{"bad attempts", "directory = \"https://ca/dir\"\nretry_attempts = -1", "issuer.retry_attempts", "out of range"},

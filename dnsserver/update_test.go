@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/delegated/delegated/store"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 const (
@@ -91,7 +92,7 @@ func newUpdateEnv(t testing.TB, uo UpdateOptions) *updateEnv {
 
 func (e *updateEnv) values(t testing.TB, sub string) []string {
 	t.Helper()
-	vs, err := e.st.Values(context.Background(), sub)
+	vs, err := storetest.Values(context.Background(), e.st, sub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +433,7 @@ func TestUpdatesOff(t *testing.T) {
 	if r.Rcode != dns.RcodeRefused {
 		t.Fatalf("rcode %s", dns.RcodeToString[r.Rcode])
 	}
-	vs, _ := env.store.Values(context.Background(), subEmpty)
+	vs, _ := storetest.Values(context.Background(), env.store, subEmpty)
 	if len(vs) != 0 {
 		t.Fatalf("values %q", vs)
 	}

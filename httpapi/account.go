@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -16,21 +17,38 @@ import (
 // `delegated account add`. allowFrom follows /register's rules. The returned
 // Credentials hold the only copy of the key.
 func NewAccount(zone string, allowFrom []string, cost int) (store.Account, Credentials, error) {
-	shown, prefixes, ok := parseAllowFrom(allowFrom)
-	if !ok {
-		return store.Account{}, Credentials{}, fmt.Errorf("httpapi: new account: invalid allowfrom CIDR in %q", allowFrom)
-	}
-	key, err := newKey()
+	acct, creds, err := newAccount(zone, allowFrom, func(key string) (string, error) {
+		h, err := bcrypt.GenerateFromPassword([]byte(key), cost)
+		return string(h), err
+	})
 	if err != nil {
 		return store.Account{}, Credentials{}, fmt.Errorf("httpapi: new account: %w", err)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(key), cost)
+	return acct, creds, nil
+}
+
+// errInvalidAllowFrom: an allowfrom entry is not a CIDR.
+var errInvalidAllowFrom = errors.New("invalid allowfrom CIDR")
+
+// newAccount is the one recipe for a new account, used by /register and
+// NewAccount: fresh UUIDs for username and subdomain, a 40-character key
+// hashed by hash, allowFrom checked with parseAllowFrom.
+func newAccount(zone string, allowFrom []string, hash func(key string) (string, error)) (store.Account, Credentials, error) {
+	shown, prefixes, ok := parseAllowFrom(allowFrom)
+	if !ok {
+		return store.Account{}, Credentials{}, fmt.Errorf("%w in %q", errInvalidAllowFrom, allowFrom)
+	}
+	key, err := newKey()
 	if err != nil {
-		return store.Account{}, Credentials{}, fmt.Errorf("httpapi: new account: hash key: %w", err)
+		return store.Account{}, Credentials{}, err
+	}
+	h, err := hash(key)
+	if err != nil {
+		return store.Account{}, Credentials{}, fmt.Errorf("hash key: %w", err)
 	}
 	acct := store.Account{
 		Username:  uuid.NewString(),
-		KeyHash:   string(hash),
+		KeyHash:   h,
 		Subdomain: uuid.NewString(),
 		AllowFrom: prefixes,
 	}

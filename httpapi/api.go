@@ -68,6 +68,14 @@ type Options struct {
 	// (IPv6: per /64) to RegisterRate per RegisterPer. Zero: no limit.
 	RegisterRate int
 	RegisterPer  time.Duration
+	// AuthFailureRate and AuthFailurePer limit failed authentications per
+	// source address (IPv6: per /64): once a source has failed
+	// AuthFailureRate times within AuthFailurePer, a credential that is not
+	// already verified and cached is refused with 429 before bcrypt, so a
+	// wrong-key flood from one address stops costing bcrypt. Defaults 20
+	// per minute; a negative rate turns the limit off.
+	AuthFailureRate int
+	AuthFailurePer  time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 	// TLSCertFile and TLSKeyFile, when set, make every listener HTTPS. The
@@ -89,6 +97,11 @@ type Options struct {
 	// Operator, when not nil, serves /v1/ on the HTTP listener: the
 	// operator API's TokenHandler (it requires its bearer token).
 	Operator http.Handler
+	// ReadTimeout and WriteTimeout bound reading a request and writing its
+	// reply on the HTTP listener; streaming replies lift them (see
+	// beginStream). Default 30s each.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
 	// Console, when not nil, serves /console and /console/… (the operator
 	// console; it checks its own session).
 	Console http.Handler
@@ -103,11 +116,13 @@ type API struct {
 	router *httprouter.Router
 	unsub  func()
 
-	trusted   []netip.Prefix
-	regLimit  *rateLimiter
-	regDigest [sha256.Size]byte
-	metrics   *apiMetrics
-	certs     *certReloader
+	trusted  []netip.Prefix
+	regLimit *rateLimiter
+	// authFailures counts failed authentications per source (nil: off).
+	authFailures *rateLimiter
+	regDigest    [sha256.Size]byte
+	metrics      *apiMetrics
+	certs        *certReloader
 
 	mu         sync.Mutex
 	servers    []*http.Server
@@ -136,6 +151,18 @@ func New(opts Options, st Store) (*API, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.AuthFailureRate == 0 {
+		opts.AuthFailureRate = defaultAuthFailureRate
+	}
+	if opts.AuthFailurePer <= 0 {
+		opts.AuthFailurePer = defaultAuthFailurePer * time.Second
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = defaultReadTimeout
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = defaultWriteTimeout
 	}
 	if opts.TLSCheckInterval <= 0 {
 		opts.TLSCheckInterval = 30 * time.Second
@@ -166,6 +193,9 @@ func New(opts Options, st Store) (*API, error) {
 	}
 	a.metrics = m
 	a.store = instrumentStore(st, m)
+	if opts.AuthFailureRate > 0 {
+		a.authFailures = newRateLimiter(opts.AuthFailureRate, opts.AuthFailurePer, opts.Now)
+	}
 	if opts.RegisterRate > 0 && opts.RegisterPer > 0 {
 		a.regLimit = newRateLimiter(opts.RegisterRate, opts.RegisterPer, opts.Now)
 	}
@@ -275,15 +305,18 @@ func (a *API) Start() error {
 	for _, ln := range lns {
 		srv := &http.Server{
 			Handler:           a.router,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
+			ReadHeaderTimeout: min(10*time.Second, a.opts.ReadTimeout),
+			ReadTimeout:       a.opts.ReadTimeout,
+			WriteTimeout:      a.opts.WriteTimeout,
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 		}
 		if a.certs != nil {
 			srv.TLSConfig = a.certs.tlsConfig()
+		} else {
+			// net/http's own error replies in JSON (jsonconn.go).
+			ln = jsonErrorListener{ln}
 		}
 		a.servers = append(a.servers, srv)
 		a.addrs = append(a.addrs, ln.Addr().String())

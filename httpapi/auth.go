@@ -80,15 +80,24 @@ func (a *authenticator) hash(ctx context.Context, key string) (string, error) {
 	return string(r.h), r.err
 }
 
+// errThrottled: the credential is not cached and the caller may not spend
+// bcrypt on it (its source failed too often).
+var errThrottled = errors.New("too many failed authentications")
+
 // verify returns the account whose credentials these are, or errForbidden.
-// Other errors mean the store failed.
-func (a *authenticator) verify(ctx context.Context, username, key string) (store.Account, error) {
+// A credential verified before is answered from the cache; any other needs
+// bcrypt, which mayCompute allows (errThrottled when it does not). Other
+// errors mean the store failed.
+func (a *authenticator) verify(ctx context.Context, username, key string, mayCompute bool) (store.Account, error) {
 	digest := sha256.Sum256([]byte(key))
 	a.mu.Lock()
 	cached, ok := a.byUser[username]
 	a.mu.Unlock()
 	if ok && subtle.ConstantTimeCompare(cached.keyDigest[:], digest[:]) == 1 {
 		return cached.account, nil
+	}
+	if !mayCompute {
+		return store.Account{}, errThrottled
 	}
 
 	acct, err := a.store.AccountByUsername(ctx, username)
@@ -172,16 +181,8 @@ func isBase64URL(s string) bool {
 	return true
 }
 
-// allowed reports whether addr may act for an account limited to prefixes.
+// allowed reports whether addr may act for an account limited to prefixes:
+// an account without allowfrom may act from anywhere.
 func allowed(prefixes []netip.Prefix, addr netip.Addr) bool {
-	if len(prefixes) == 0 {
-		return true
-	}
-	addr = addr.Unmap()
-	for _, p := range prefixes {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
+	return len(prefixes) == 0 || inPrefixes(prefixes, addr)
 }

@@ -90,7 +90,10 @@ func parseHop(s string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// inPrefixes reports whether a (IPv4-mapped IPv6 read as IPv4) is in any
+// of ps.
 func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
 	for _, p := range ps {
 		if p.Contains(a) {
 			return true

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/delegated/delegated/store"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 const testZone = "auth.example.org"
@@ -109,7 +110,7 @@ func (e *testEnv) update(t *testing.T, r registered, txt string) (int, string) {
 
 func (e *testEnv) values(t *testing.T, subdomain string) []string {
 	t.Helper()
-	vs, err := e.st.Values(context.Background(), subdomain)
+	vs, err := storetest.Values(context.Background(), e.st, subdomain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,15 +470,14 @@ func TestWarmUpdateSkipsBcrypt(t *testing.T) {
 	if !cached {
 		t.Fatal("verified credential not cached")
 	}
-	// Occupy every bcrypt worker, the rescue included: a warm update must
-	// not need one.
-	e.api.auth.bcrypt.stallAfter = time.Hour
+	// Occupy every bcrypt worker, with no rescue for an hour: a warm
+	// update must not need one.
+	e.api.auth.bcrypt.setStallAfter(time.Hour)
 	release := make(chan struct{})
 	var busy []<-chan error
-	for range e.api.auth.bcrypt.size {
+	for range e.api.opts.BcryptConcurrency {
 		busy = append(busy, hold(e.api.auth.bcrypt, release))
 	}
-	busy = append(busy, holdRescue(e.api.auth.bcrypt, release))
 	status, body := e.update(t, r, txtValue(2))
 	close(release)
 	for _, done := range busy {

@@ -66,7 +66,7 @@ func (a *API) deleteValue(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		return
 	}
 	if err := a.store.RemoveValue(r.Context(), sub, req.TXT); err != nil {
-		a.storeFailed(w, "delete", sub, err)
+		a.storeFailed(w, r, "delete", sub, err)
 		return
 	}
 	a.log.Debug("value removed", "subdomain", sub)
@@ -81,7 +81,7 @@ func (a *API) clearValues(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		return
 	}
 	if err := a.store.ClearValues(r.Context(), sub); err != nil {
-		a.storeFailed(w, "clear", sub, err)
+		a.storeFailed(w, r, "clear", sub, err)
 		return
 	}
 	a.log.Info("values cleared", "subdomain", sub)
@@ -97,7 +97,7 @@ func (a *API) deregister(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 		return
 	}
 	if err := a.store.DeleteAccount(r.Context(), username); err != nil {
-		a.storeFailed(w, "deregister", sub, err)
+		a.storeFailed(w, r, "deregister", sub, err)
 		return
 	}
 	a.log.Info("account deregistered", "username", username, "subdomain", sub)
@@ -118,7 +118,7 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, _ httprouter.Params) 
 		return
 	}
 	if err := a.store.Republish(r.Context(), sub); err != nil {
-		a.storeFailed(w, "sync", sub, err)
+		a.storeFailed(w, r, "sync", sub, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, []byte(`{"subdomain": `+strconv.Quote(sub)+`}`))

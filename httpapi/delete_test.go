@@ -9,6 +9,7 @@ import (
 
 	"github.com/delegated/delegated/httpapi"
 	"github.com/delegated/delegated/store"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 func (e *extEnv) mustUpdate(t *testing.T, c httpapi.Credentials, value string) {
@@ -70,7 +71,7 @@ func TestDeregister(t *testing.T) {
 			if code != http.StatusOK || resp != `{"subdomain": "`+c.Subdomain+`"}` {
 				t.Fatalf("deregister: %d %s", code, resp)
 			}
-			if _, err := e.st.AccountBySubdomain(context.Background(), c.Subdomain); !errors.Is(err, store.ErrNotFound) {
+			if _, err := storetest.Values(context.Background(), e.st, c.Subdomain); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("account still in the store: %v", err)
 			}
 			// The cached credential is gone with the account.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/delegated/delegated/httpapi"
 	"github.com/delegated/delegated/store"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 const extZone = "auth.example.org"
@@ -113,7 +114,7 @@ func basicHeader(user, pass string) [2]string {
 // values is the account's live values in the store (nil when it is gone).
 func (e *extEnv) values(t *testing.T, sub string) []string {
 	t.Helper()
-	vs, err := e.st.Values(context.Background(), sub)
+	vs, err := storetest.Values(context.Background(), e.st, sub)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/delegated/delegated/store"
@@ -60,44 +62,61 @@ func readStrict(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// authorize checks a credential the way /update does: the key against the
-// stored hash (bcrypt bounded and cached), then, when checkSource is set,
-// the client address against the account's allowfrom. It answers the
-// request itself on failure; every refusal is the same 401.
+// authorize checks a credential, for /update and every extension alike:
+// the key against the stored hash (bcrypt bounded and cached), then, when
+// checkSource is set, the client address against the account's allowfrom.
+// A source with too many recent failures is refused before bcrypt (see
+// failureLimit). It answers the request itself on failure; every refusal
+// of a credential is the same 401.
 func (a *API) authorize(w http.ResponseWriter, r *http.Request, route, username, key string, checkSource bool) (store.Account, bool) {
-	acct, err := a.auth.verify(r.Context(), username, key)
+	src, srcKnown := a.clientAddr(r)
+	limited := a.authFailures != nil && a.authFailures.exhausted(a.limitKey(r, src, srcKnown))
+	acct, err := a.auth.verify(r.Context(), username, key, !limited)
 	switch {
+	case errors.Is(err, errThrottled):
+		a.log.Info(route+" refused: too many failed authentications from this source", "username", username, "peer", r.RemoteAddr)
+		w.Header().Set("Retry-After", strconv.Itoa(int(a.opts.AuthFailurePer.Seconds())))
+		writeError(w, http.StatusTooManyRequests, "too_many_failures")
+		return store.Account{}, false
 	case errors.Is(err, errForbidden):
+		if a.authFailures != nil {
+			a.authFailures.allow(a.limitKey(r, src, srcKnown))
+		}
 		a.log.Info(route+" refused: bad credentials", "username", username)
 		writeError(w, http.StatusUnauthorized, "forbidden")
 		return store.Account{}, false
 	case err != nil:
-		if r.Context().Err() == nil {
-			a.log.Error(route+": reading account failed", "err", err)
-		}
-		writeError(w, http.StatusInternalServerError, "db_error")
+		a.serverError(w, r, "db_error", route+": reading account failed", "err", err)
 		return store.Account{}, false
 	}
-	if checkSource {
-		src, ok := a.clientAddr(r)
-		if !ok || !allowed(acct.AllowFrom, src) {
-			a.log.Info(route+" refused: source address not allowed", "username", username, "peer", r.RemoteAddr)
-			writeError(w, http.StatusUnauthorized, "forbidden")
-			return store.Account{}, false
-		}
+	if checkSource && (!srcKnown || !allowed(acct.AllowFrom, src)) {
+		a.log.Info(route+" refused: source address not allowed", "username", username, "peer", r.RemoteAddr)
+		writeError(w, http.StatusUnauthorized, "forbidden")
+		return store.Account{}, false
 	}
 	return acct, true
 }
 
+// limitKey is the address failed authentications are counted against: the
+// client's, or the TCP peer's when a trusted proxy sent an unreadable chain.
+func (a *API) limitKey(r *http.Request, src netip.Addr, known bool) netip.Addr {
+	if known {
+		return src
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr()
+	}
+	return netip.Addr{}
+}
+
 // storeFailed answers a failed store write.
-func (a *API) storeFailed(w http.ResponseWriter, route, subdomain string, err error) {
+func (a *API) storeFailed(w http.ResponseWriter, r *http.Request, route, subdomain string, err error) {
 	if errors.Is(err, store.ErrNotFound) {
 		// The account was deleted after it was authenticated.
 		writeError(w, http.StatusUnauthorized, "forbidden")
 		return
 	}
-	a.log.Error(route+": store write failed", "subdomain", subdomain, "err", err)
-	writeError(w, http.StatusInternalServerError, "db_error")
+	a.serverError(w, r, "db_error", route+": store write failed", "subdomain", subdomain, "err", err)
 }
 
 // basicCredentials reads HTTP Basic credentials (what lego's httpreq

@@ -109,7 +109,7 @@ func (a *API) httpreq(w http.ResponseWriter, r *http.Request, route string) {
 		err = a.store.RemoveValue(r.Context(), acct.Subdomain, value)
 	}
 	if err != nil {
-		a.storeFailed(w, route, acct.Subdomain, err)
+		a.storeFailed(w, r, route, acct.Subdomain, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, []byte(`{"txt": "`+value+`"}`))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,7 @@ func whereItRuns(t *testing.T) func() ran {
 // neither the caller's thread nor a later goroutine inherits it.
 func TestLowPriorityPool(t *testing.T) {
 	pool := newLowPriorityPool(2)
-	pool.stallAfter = time.Hour // the policy is the lowered workers'; no rescue
+	pool.setStallAfter(time.Hour) // the policy is the lowered workers'; no rescue
 	defer pool.close()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -74,7 +75,7 @@ func threadPolicy(t *testing.T) uint32 {
 // context, and after close nothing more runs.
 func TestLowPriorityPoolBoundsAndStops(t *testing.T) {
 	pool := newLowPriorityPool(1)
-	pool.stallAfter = time.Hour // the bound is the lowered workers'; no rescue
+	pool.setStallAfter(time.Hour) // the bound is the lowered workers'; no rescue
 	release := make(chan struct{})
 	firstDone := hold(pool, release)
 
@@ -100,7 +101,7 @@ func TestLowPriorityPoolBoundsAndStops(t *testing.T) {
 func TestLowPriorityPoolConcurrency(t *testing.T) {
 	const workers, callers = 2, 6
 	pool := newLowPriorityPool(workers)
-	pool.stallAfter = time.Hour // a loaded CI machine may starve the lowered workers
+	pool.setStallAfter(time.Hour) // a loaded CI machine may starve the lowered workers
 	defer pool.close()
 	var (
 		mu               sync.Mutex
@@ -152,7 +153,7 @@ func TestLowPriorityPoolRescuesWhenStarved(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pool := newLowPriorityPool(tc.size)
-			pool.stallAfter = 100 * time.Millisecond
+			pool.setStallAfter(100 * time.Millisecond)
 			defer pool.close()
 			release := make(chan struct{})
 			var held []<-chan error
@@ -179,8 +180,8 @@ func TestLowPriorityPoolRescuesWhenStarved(t *testing.T) {
 			}
 			// The holding jobs go without a result too, so the rescue may
 			// have run them as well.
-			if pool.rescued.Load() < 1 || waited < pool.stallAfter {
-				t.Errorf("rescued %d jobs after %s, want ours after at least %s", pool.rescued.Load(), waited, pool.stallAfter)
+			if pool.rescued.Load() < 1 || waited < pool.stallWait() {
+				t.Errorf("rescued %d jobs after %s, want ours after at least %s", pool.rescued.Load(), waited, pool.stallWait())
 			}
 			close(release)
 			for _, done := range held {
@@ -189,7 +190,7 @@ func TestLowPriorityPoolRescuesWhenStarved(t *testing.T) {
 				}
 			}
 
-			pool.stallAfter = time.Hour
+			pool.setStallAfter(time.Hour)
 			want := pool.rescued.Load()
 			got, err = runPool(context.Background(), pool, whereItRuns(t))
 			if err != nil {
@@ -206,7 +207,7 @@ func TestLowPriorityPoolRescuesWhenStarved(t *testing.T) {
 // lengthens the wait before a rescue, so it is not taken for starvation.
 func TestLowPriorityPoolStallWaitFollowsJobs(t *testing.T) {
 	pool := newLowPriorityPool(1)
-	pool.stallAfter = 10 * time.Millisecond
+	pool.setStallAfter(10 * time.Millisecond)
 	defer pool.close()
 	if _, err := runPool(context.Background(), pool, func() bool { time.Sleep(50 * time.Millisecond); return true }); err != nil {
 		t.Fatal(err)
@@ -226,7 +227,7 @@ func TestLowPriorityPoolStallWaitFollowsJobs(t *testing.T) {
 // started it, and that job never runs.
 func TestLowPriorityPoolCancel(t *testing.T) {
 	pool := newLowPriorityPool(1)
-	pool.stallAfter = time.Hour
+	pool.setStallAfter(time.Hour)
 	defer pool.close()
 	release := make(chan struct{})
 	firstDone := hold(pool, release)
@@ -245,5 +246,64 @@ func TestLowPriorityPoolCancel(t *testing.T) {
 	}
 	if ran.Load() {
 		t.Fatal("the cancelled job ran")
+	}
+}
+
+// TestLowPriorityPoolFIFO: jobs start in the order they were queued, however
+// long they wait. The pool used to hand jobs over an unbuffered channel from
+// a select that the stall timer woke; every wake-up sent the waiting caller
+// to the back of the queue, so under a steady load some callers waited many
+// times longer than the queue ahead of them needed.
+func TestLowPriorityPoolFIFO(t *testing.T) {
+	pool := newLowPriorityPool(1)
+	// Short enough that every waiter's stall check fires many times while
+	// it waits; the worker finishes a job every 20 ms, so it never looks
+	// starved (stallWait grows to 4× a job).
+	pool.setStallAfter(5 * time.Millisecond)
+	defer pool.close()
+	const jobs = 24
+	var (
+		mu      sync.Mutex
+		started []int
+		seen    = map[int]bool{}
+		wg      sync.WaitGroup
+		done    atomic.Int32
+	)
+	for i := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := runPool(context.Background(), pool, func() struct{} {
+				mu.Lock()
+				if !seen[i] {
+					seen[i] = true
+					started = append(started, i)
+				}
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+				return struct{}{}
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			done.Add(1)
+		}()
+		// Queue in a known order: the next job only once this one is in.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			pool.mu.Lock()
+			queued := len(pool.pending) + int(done.Load())
+			pool.mu.Unlock()
+			if queued > i {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %d not queued", i)
+			}
+			time.Sleep(100 * time.Microsecond) // polling interval
+		}
+	}
+	wg.Wait()
+	if !slices.IsSorted(started) || len(started) != jobs {
+		t.Errorf("jobs started in the order %v, want the order they were queued", started)
 	}
 }

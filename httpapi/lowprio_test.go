@@ -25,17 +25,3 @@ func hold(pool *lowPriorityPool, release <-chan struct{}) (done <-chan error) {
 	<-started
 	return errs
 }
-
-// holdRescue occupies the rescue worker until release is closed,
-// returning once it runs; done receives nil when it lets go.
-func holdRescue(pool *lowPriorityPool, release <-chan struct{}) (done <-chan error) {
-	started := make(chan struct{})
-	errs := make(chan error, 1)
-	pool.rescue <- &poolJob{exec: func() {
-		close(started)
-		<-release
-		errs <- nil
-	}}
-	<-started
-	return errs
-}

@@ -42,7 +42,7 @@ type Issuer interface {
 	Revoke(ctx context.Context, name, reason string) (operator.Cert, error)
 	Delete(ctx context.Context, name string) error
 	// State reports the issuer's queues and the CA's rate limit.
-	State() operator.IssuerState
+	State(ctx context.Context) operator.IssuerState
 	// Subscribe delivers name's progress events until cancel is called.
 	Subscribe(name string) (events <-chan operator.Event, cancel func())
 }
@@ -245,8 +245,8 @@ func (o *Operator) delegation(w http.ResponseWriter, r *http.Request, _ httprout
 	o.reply(w, v, err)
 }
 
-func (o *Operator) state(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
-	o.reply(w, o.iss.State(), nil)
+func (o *Operator) state(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	o.reply(w, o.iss.State(r.Context()), nil)
 }
 
 func (o *Operator) delete(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
@@ -367,8 +367,10 @@ func (o *Operator) run(w http.ResponseWriter, r *http.Request, name string, wait
 		o.reply(w, v, err)
 		return
 	}
-	// The HTTP listener's write timeout is sized for replies, not for an
-	// attempt that may outlast it.
+	// The listener's read deadline would cancel the request (see
+	// beginStream); its write timeout is sized for replies, not for an
+	// attempt that may outlast it, so the stream gets a bound of its own.
+	beginStream(w)
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(maxEventStream + 10*time.Second))
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

@@ -45,6 +45,16 @@ func sourceKey(a netip.Addr) netip.Prefix {
 	return p
 }
 
+// exhausted reports whether addr's bucket is empty, without taking a
+// token: the failed-authentication limit refuses a source before bcrypt
+// only once its failures used the whole burst.
+func (l *rateLimiter) exhausted(addr netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[sourceKey(addr)]
+	return ok && l.refill(b, l.now()) < 1
+}
+
 // allow takes one token from addr's bucket and reports whether there was one.
 func (l *rateLimiter) allow(addr netip.Addr) bool {
 	key := sourceKey(addr)

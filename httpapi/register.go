@@ -8,10 +8,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/julienschmidt/httprouter"
-
-	"github.com/delegated/delegated/store"
 )
 
 type registerRequest struct {
@@ -29,8 +26,6 @@ type Credentials struct {
 	AllowFrom  []string `json:"allowfrom"`
 }
 
-type registerResponse = Credentials
-
 func (a *API) register(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	if !a.admitRegistration(w, r) {
 		return
@@ -45,42 +40,23 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		writeError(w, http.StatusBadRequest, "malformed_json_payload")
 		return
 	}
-	shown, prefixes, ok := parseAllowFrom(req.AllowFrom)
-	if !ok {
+	acct, creds, err := newAccount(a.opts.Zone, req.AllowFrom, func(key string) (string, error) {
+		return a.auth.hash(r.Context(), key)
+	})
+	switch {
+	case errors.Is(err, errInvalidAllowFrom):
 		writeError(w, http.StatusBadRequest, "invalid_allowfrom_cidr")
 		return
-	}
-	key, err := newKey()
-	if err != nil {
-		a.log.Error("register: generating key failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal_error")
+	case err != nil:
+		a.serverError(w, r, "internal_error", "register: making the account failed", "err", err)
 		return
-	}
-	hash, err := a.auth.hash(r.Context(), key)
-	if err != nil {
-		a.log.Warn("register: hashing key failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal_error")
-		return
-	}
-	acct := store.Account{
-		Username:  uuid.NewString(),
-		KeyHash:   hash,
-		Subdomain: uuid.NewString(),
-		AllowFrom: prefixes,
 	}
 	if err := a.store.CreateAccount(r.Context(), acct); err != nil {
-		a.log.Error("register: storing account failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "db_error")
+		a.serverError(w, r, "db_error", "register: storing account failed", "err", err)
 		return
 	}
-	a.log.Info("account registered", "username", acct.Username, "subdomain", acct.Subdomain, "allowfrom", shown)
-	resp, err := json.Marshal(registerResponse{
-		Username:   acct.Username,
-		Password:   key,
-		Fulldomain: acct.Subdomain + "." + a.opts.Zone,
-		Subdomain:  acct.Subdomain,
-		AllowFrom:  shown,
-	})
+	a.log.Info("account registered", "username", acct.Username, "subdomain", acct.Subdomain, "allowfrom", creds.AllowFrom)
+	resp, err := json.Marshal(creds)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal_error")
 		return

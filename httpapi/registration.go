@@ -33,19 +33,6 @@ func (m RegistrationMode) String() string {
 	return fmt.Sprintf("RegistrationMode(%d)", int(m))
 }
 
-// ParseRegistrationMode reads the config's words.
-func ParseRegistrationMode(s string) (RegistrationMode, error) {
-	switch s {
-	case "", "open":
-		return RegistrationOpen, nil
-	case "token":
-		return RegistrationToken, nil
-	case "closed":
-		return RegistrationClosed, nil
-	}
-	return 0, fmt.Errorf("httpapi: unknown registration mode %q, expected \"open\", \"token\" or \"closed\"", s)
-}
-
 // admitRegistration applies the rate limit and the registration mode, and
 // answers the request itself when it may not proceed. The rate limit comes
 // first so that guessing the token is rate limited too.

@@ -1,13 +1,10 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/julienschmidt/httprouter"
-
-	"github.com/delegated/delegated/store"
 )
 
 type updateRequest struct {
@@ -31,23 +28,8 @@ func (a *API) update(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		writeError(w, http.StatusBadRequest, "malformed_json_payload")
 		return
 	}
-	acct, err := a.auth.verify(r.Context(), username, key)
-	switch {
-	case errors.Is(err, errForbidden):
-		a.log.Info("update refused: bad credentials", "username", username)
-		writeError(w, http.StatusUnauthorized, "forbidden")
-		return
-	case err != nil:
-		if r.Context().Err() == nil {
-			a.log.Error("update: reading account failed", "err", err)
-		}
-		writeError(w, http.StatusInternalServerError, "db_error")
-		return
-	}
-	peer, ok := a.clientAddr(r)
-	if !ok || !allowed(acct.AllowFrom, peer) {
-		a.log.Info("update refused: source address not allowed", "username", username, "peer", r.RemoteAddr)
-		writeError(w, http.StatusUnauthorized, "forbidden")
+	acct, ok := a.authorize(w, r, "update", username, key, true)
+	if !ok {
 		return
 	}
 	if !strings.EqualFold(strings.TrimSpace(req.Subdomain), acct.Subdomain) {
@@ -60,13 +42,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		return
 	}
 	if err := a.store.AddValue(r.Context(), acct.Subdomain, req.TXT); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			// The account was deleted after it was authenticated.
-			writeError(w, http.StatusUnauthorized, "forbidden")
-			return
-		}
-		a.log.Error("update: storing value failed", "subdomain", acct.Subdomain, "err", err)
-		writeError(w, http.StatusInternalServerError, "db_error")
+		a.storeFailed(w, r, "update", acct.Subdomain, err)
 		return
 	}
 	a.log.Debug("value updated", "subdomain", acct.Subdomain)

@@ -24,27 +24,27 @@ import (
 
 const userAgent = "delegated"
 
-// core returns the ACME client for the configured CA and email, registering
-// the account on first use and keeping its key in the store, so it is
-// registered once per CA and email.
-func (i *Issuer) core(ctx context.Context) (*api.Core, error) {
-	i.coreMu.Lock()
-	defer i.coreMu.Unlock()
-	if i.acmeCore != nil {
-		return i.acmeCore, nil
+// core returns the ACME client for ca, registering the account on first
+// use and keeping its key in the store, so it is registered once per CA
+// (directory and email).
+func (i *Issuer) core(ctx context.Context, ca *caClient) (*api.Core, error) {
+	ca.coreMu.Lock()
+	defer ca.coreMu.Unlock()
+	if ca.acmeCore != nil {
+		return ca.acmeCore, nil
 	}
-	acct, err := i.store.ACMEAccountFor(ctx, i.opts.Directory, i.opts.Email)
+	acct, err := i.store.ACMEAccountFor(ctx, ca.Directory, ca.Email)
 	switch {
 	case err == nil:
 		key, err := certcrypto.ParsePEMPrivateKey([]byte(acct.KeyPEM))
 		if err != nil {
 			return nil, fmt.Errorf("acme account: parse stored key: %w", err)
 		}
-		c, err := api.New(i.httpClient, userAgent, i.opts.Directory, acct.URI, key)
+		c, err := i.newCore(ctx, ca, acct.URI, key)
 		if err != nil {
-			return nil, fmt.Errorf("acme: directory %s: %w", i.opts.Directory, err)
+			return nil, err
 		}
-		i.acmeCore, i.acmeAccount = c, acct.URI
+		ca.acmeCore, ca.acmeAccount = c, acct.URI
 		return c, nil
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
@@ -53,49 +53,62 @@ func (i *Issuer) core(ctx context.Context) (*api.Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acme account: generate key: %w", err)
 	}
-	c, uri, err := i.register(ctx, key)
+	c, uri, err := i.register(ctx, ca, key)
 	if err != nil {
 		return nil, err
 	}
-	i.log.Info("acme account registered", "directory", i.opts.Directory, "email", i.opts.Email, "uri", uri)
+	i.log.Info("acme account registered", "ca", ca.Name, "directory", ca.Directory, "email", ca.Email, "uri", uri)
 	return c, nil
 }
 
-// register registers key at the CA (a new account, or the existing one of
-// that key), records it and makes it the client's. coreMu is held.
-func (i *Issuer) register(ctx context.Context, key crypto.PrivateKey) (*api.Core, string, error) {
-	c, err := api.New(i.httpClient, userAgent, i.opts.Directory, "", key)
+// newCore fetches ca's directory and returns a client for the account uri
+// ("" to register). The first contact with a CA is not retried within the
+// attempt: a CA that does not answer it is passed over at once for the
+// next one (or the attempt fails and retries on its own schedule); later
+// requests to a CA that answered are retried (retryCA).
+func (i *Issuer) newCore(_ context.Context, ca *caClient, uri string, key crypto.PrivateKey) (*api.Core, error) {
+	c, err := api.New(ca.httpClient, userAgent, ca.Directory, uri, key)
 	if err != nil {
-		return nil, "", fmt.Errorf("acme: directory %s: %w", i.opts.Directory, err)
+		return nil, fmt.Errorf("acme: directory %s: %w", ca.Directory, err)
+	}
+	return c, nil
+}
+
+// register registers key at ca (a new account, or the existing one of
+// that key), records it and makes it the client's. ca.coreMu is held.
+func (i *Issuer) register(ctx context.Context, ca *caClient, key crypto.PrivateKey) (*api.Core, string, error) {
+	c, err := i.newCore(ctx, ca, "", key)
+	if err != nil {
+		return nil, "", err
 	}
 	req := acme.Account{TermsOfServiceAgreed: true}
-	if i.opts.Email != "" {
-		req.Contact = []string{"mailto:" + i.opts.Email}
+	if ca.Email != "" {
+		req.Contact = []string{"mailto:" + ca.Email}
 	}
 	var ext acme.ExtendedAccount
-	if i.opts.EABKID != "" {
-		ext, err = c.Accounts.NewEAB(req, i.opts.EABKID, i.opts.EABHMAC)
+	if ca.EABKID != "" {
+		ext, err = c.Accounts.NewEAB(req, ca.EABKID, ca.EABHMAC)
 	} else {
 		ext, err = c.Accounts.New(req)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("acme account: register %s at %s: %w", i.opts.Email, i.opts.Directory, err)
+		return nil, "", fmt.Errorf("acme account: register %s at %s: %w", ca.Email, ca.Directory, err)
 	}
 	keyPEM := string(certcrypto.PEMEncode(key))
-	if err := i.store.SaveACMEAccount(ctx, store.ACMEAccount{Directory: i.opts.Directory, Email: i.opts.Email, KeyPEM: keyPEM, URI: ext.Location}); err != nil {
+	if err := i.store.SaveACMEAccount(ctx, store.ACMEAccount{Directory: ca.Directory, Email: ca.Email, KeyPEM: keyPEM, URI: ext.Location}); err != nil {
 		return nil, "", err
 	}
-	i.acmeCore, i.acmeAccount = c, ext.Location
+	ca.acmeCore, ca.acmeAccount = c, ext.Location
 	return c, ext.Location, nil
 }
 
-// reregister registers the stored account key again after the CA answered
-// accountDoesNotExist (a CA reset, a new staging environment), so issuance
-// carries on without the operator changing anything.
-func (i *Issuer) reregister(ctx context.Context) error {
-	i.coreMu.Lock()
-	defer i.coreMu.Unlock()
-	acct, err := i.store.ACMEAccountFor(ctx, i.opts.Directory, i.opts.Email)
+// reregister registers ca's stored account key again after the CA
+// answered accountDoesNotExist (a CA reset, a new staging environment), so
+// issuance carries on without the operator changing anything.
+func (i *Issuer) reregister(ctx context.Context, ca *caClient) error {
+	ca.coreMu.Lock()
+	defer ca.coreMu.Unlock()
+	acct, err := i.store.ACMEAccountFor(ctx, ca.Directory, ca.Email)
 	if err != nil {
 		return err
 	}
@@ -103,11 +116,11 @@ func (i *Issuer) reregister(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("acme account: parse stored key: %w", err)
 	}
-	_, uri, err := i.register(ctx, key)
+	_, uri, err := i.register(ctx, ca, key)
 	if err != nil {
 		return err
 	}
-	i.log.Warn("acme account unknown to the CA; registered it again with the same key", "directory", i.opts.Directory, "email", i.opts.Email, "old_uri", acct.URI, "uri", uri)
+	i.log.Warn("acme account unknown to the CA; registered it again with the same key", "ca", ca.Name, "directory", ca.Directory, "email", ca.Email, "old_uri", acct.URI, "uri", uri)
 	return nil
 }
 
@@ -115,6 +128,8 @@ func (i *Issuer) reregister(ctx context.Context) error {
 type issued struct {
 	certPEM, chainPEM, keyPEM string
 	leaf                      *x509.Certificate
+	// ca names the CA that issued it.
+	ca string
 }
 
 // obtain runs one ACME order for domains: all authorizations are solved at
@@ -130,15 +145,20 @@ type inFlight struct {
 	keyPEM string
 }
 
-// obtain runs one ACME order for o: all authorizations are solved at
+// obtain runs one ACME order for domains: all authorizations are solved at
 // once (each value is served by our zone the moment it is stored, so there
 // is no propagation wait) and polled with short, growing intervals. prev
 // resumes an interrupted order; save records the order's state before each
 // step that would be lost in a restart. replaces is the ARI identifier of
 // the certificate being renewed, or "".
-func (i *Issuer) obtain(ctx context.Context, o orderSpec, prev inFlight, replaces string, save func(inFlight) error, emit func(Event)) (*issued, error) {
+func (i *Issuer) obtain(ctx context.Context, ca *caClient, o orderSpec, prev inFlight, replaces string, save func(inFlight) error, emit func(Event)) (*issued, error) {
 	domains := o.domains
-	core, err := i.core(ctx)
+	// The certificate's own profile, else the CA's default.
+	profile := o.profile
+	if profile == "" {
+		profile = ca.Profile
+	}
+	core, err := i.core(ctx, ca)
 	if err != nil {
 		return nil, err
 	}
@@ -151,14 +171,14 @@ func (i *Issuer) obtain(ctx context.Context, o orderSpec, prev inFlight, replace
 		// The CA may have dropped the profile since the request: say so
 		// before ordering rather than relay its refusal.
 		if o.profile != "" {
-			if err := profileOffered(core.GetDirectory().Meta.Profiles, o.profile, i.opts.Directory); err != nil {
+			if err := profileOffered(core.GetDirectory().Meta.Profiles, o.profile, ca.Directory); err != nil {
 				return nil, err
 			}
 		}
 		// A lost answer here leaves an unused order at the CA, which
 		// expires on its own: cheaper than failing the attempt.
 		err = i.retryCA(ctx, "new order", func() (err error) {
-			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces, Profile: o.profile})
+			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces, Profile: profile})
 			return err
 		})
 		if err != nil && replaces != "" {
@@ -166,7 +186,7 @@ func (i *Issuer) obtain(ctx context.Context, o orderSpec, prev inFlight, replace
 			// that cannot match the old certificate (Pebble fails on some
 			// serials) must not block the renewal.
 			i.log.Warn("order as ARI replacement refused; ordering without it", "replaces", replaces, "err", err)
-			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{Profile: o.profile})
+			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{Profile: profile})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("new order: %w", err)
@@ -180,11 +200,11 @@ func (i *Issuer) obtain(ctx context.Context, o orderSpec, prev inFlight, replace
 	var key crypto.PrivateKey
 	switch order.Status {
 	case acme.StatusPending, acme.StatusReady:
-		if err := i.solveAll(ctx, core, order.Authorizations, o, emit); err != nil {
+		if err := i.solveAll(ctx, ca, core, order.Authorizations, o, emit); err != nil {
 			return nil, err
 		}
-		if key, err = certcrypto.GeneratePrivateKey(certcrypto.KeyType(i.opts.KeyType)); err != nil {
-			return nil, fmt.Errorf("generate %s key: %w", i.opts.KeyType, err)
+		if key, err = certcrypto.GeneratePrivateKey(ca.keyType); err != nil {
+			return nil, fmt.Errorf("generate %s key: %w", ca.keyType, err)
 		}
 		keyPEM := string(certcrypto.PEMEncode(key))
 		if err := save(inFlight{orderURL: order.Location, keyPEM: keyPEM}); err != nil {
@@ -222,7 +242,7 @@ func (i *Issuer) obtain(ctx context.Context, o orderSpec, prev inFlight, replace
 	}
 	var certPEM, chainPEM string
 	err = i.retryCA(ctx, "download certificate", func() (err error) {
-		certPEM, chainPEM, err = i.download(core, final.Certificate)
+		certPEM, chainPEM, err = download(core, final.Certificate, ca.PreferredChain)
 		return err
 	})
 	if err != nil {
@@ -233,7 +253,7 @@ func (i *Issuer) obtain(ctx context.Context, o orderSpec, prev inFlight, replace
 		return nil, fmt.Errorf("parse issued certificate: %w", err)
 	}
 	emit(Event{Step: StepFinalize, OK: true, Detail: fmt.Sprintf("serial %s, expires %s", serialHex(leaf), leaf.NotAfter.UTC().Format(time.RFC3339))})
-	return &issued{certPEM: certPEM, chainPEM: chainPEM, keyPEM: string(certcrypto.PEMEncode(key)), leaf: leaf}, nil
+	return &issued{certPEM: certPEM, chainPEM: chainPEM, keyPEM: string(certcrypto.PEMEncode(key)), leaf: leaf, ca: ca.Name}, nil
 }
 
 // resumeOrder fetches an interrupted order; false when there is none or it
@@ -266,15 +286,15 @@ func (i *Issuer) resumeOrder(ctx context.Context, core *api.Core, prev inFlight)
 
 // download fetches the certificate, choosing the preferred chain among the
 // alternates when one is configured.
-func (i *Issuer) download(core *api.Core, url string) (certPEM, chainPEM string, err error) {
+func download(core *api.Core, url, preferredChain string) (certPEM, chainPEM string, err error) {
 	all, err := core.Certificates.GetAll(url, true)
 	if err != nil {
 		return "", "", fmt.Errorf("download certificate: %w", err)
 	}
 	chosen := all[url]
-	if i.opts.PreferredChain != "" {
+	if preferredChain != "" {
 		for _, raw := range all {
-			if chainIssuedBy(raw.Cert, i.opts.PreferredChain) {
+			if chainIssuedBy(raw.Cert, preferredChain) {
 				chosen = raw
 				break
 			}
@@ -303,7 +323,7 @@ func chainIssuedBy(bundle []byte, cn string) bool {
 
 // solveAll presents every authorization's value, then triggers and polls
 // them concurrently. Values are removed afterwards even when ctx ended.
-func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []string, o orderSpec, emit func(Event)) error {
+func (i *Issuer) solveAll(ctx context.Context, ca *caClient, core *api.Core, authzURLs []string, o orderSpec, emit func(Event)) error {
 	var (
 		mu      sync.Mutex
 		present []solution
@@ -341,7 +361,7 @@ func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []strin
 					emit(Event{Step: StepAuthorization, OK: true, Detail: domain + " already valid"})
 					return nil
 				}
-				chal, sol, err := i.present(ctx, core, u, authz, domain, o.method, o.domains)
+				chal, sol, err := i.present(ctx, ca, core, u, authz, domain, o.method, o.domains)
 				if err != nil {
 					return fmt.Errorf("authorization %s: %w", domain, err)
 				}
@@ -416,14 +436,18 @@ func (i *Issuer) poll(ctx context.Context, check func() (bool, error)) error {
 		case <-deadline.C:
 			t.Stop()
 			if lastTransient != nil {
-				return fmt.Errorf("timed out after %s waiting for the CA; last error: %w", pollDeadline, lastTransient)
+				return fmt.Errorf("%w after %s; last error: %w", errCATooSlow, pollDeadline, lastTransient)
 			}
-			return fmt.Errorf("timed out after %s waiting for the CA", pollDeadline)
+			return fmt.Errorf("%w after %s", errCATooSlow, pollDeadline)
 		case <-t.C:
 		}
 		wait = min(wait*3/2, time.Second)
 	}
 }
+
+// errCATooSlow: an authorization or order stayed pending or processing
+// past pollDeadline, the CA's failure rather than the request's.
+var errCATooSlow = errors.New("timed out waiting for the CA")
 
 // pollDeadline bounds how long an authorization or an order may stay
 // pending or processing at the CA.
@@ -480,7 +504,9 @@ func (i *Issuer) retryCA(ctx context.Context, what string, step func() error) er
 // connection a request timed out on may be wedged, and HTTP/2 would send
 // every retry down it again.
 func (i *Issuer) freshConnections() {
-	i.httpClient.CloseIdleConnections()
+	for _, ca := range i.cas {
+		ca.httpClient.CloseIdleConnections()
+	}
 }
 
 // retrySending is retryCA for a request that changes the CA's state. After
@@ -540,8 +566,8 @@ func (i *Issuer) finalize(ctx context.Context, core *api.Core, order acme.Extend
 }
 
 // revoke revokes a certificate at the CA with an RFC 5280 reason code.
-func (i *Issuer) revoke(ctx context.Context, certPEM string, reason uint) error {
-	core, err := i.core(ctx)
+func (i *Issuer) revoke(ctx context.Context, ca *caClient, certPEM string, reason uint) error {
+	core, err := i.core(ctx, ca)
 	if err != nil {
 		return err
 	}
@@ -557,20 +583,3 @@ func (i *Issuer) revoke(ctx context.Context, certPEM string, reason uint) error 
 }
 
 func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
-
-// keyType maps the config words to lego's key types.
-func keyType(s string) (certcrypto.KeyType, error) {
-	switch strings.ToUpper(s) {
-	case "", "EC256":
-		return certcrypto.EC256, nil
-	case "EC384":
-		return certcrypto.EC384, nil
-	case "RSA2048":
-		return certcrypto.RSA2048, nil
-	case "RSA3072":
-		return certcrypto.RSA3072, nil
-	case "RSA4096":
-		return certcrypto.RSA4096, nil
-	}
-	return "", fmt.Errorf("unknown key type %q; expected EC256, EC384, RSA2048, RSA3072 or RSA4096", s)
-}

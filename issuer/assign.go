@@ -16,11 +16,12 @@ import (
 // Name and subdomain assignment: a request's names checked and
 // normalised, and each base name's challenge subdomain reserved.
 
-// normalize lower-cases, de-duplicates and validates the request.
+// normalize lower-cases, de-duplicates and validates the request (the
+// rules are in names.go).
 func normalize(req Request) (string, []string, error) {
 	name := strings.TrimSpace(req.Name)
-	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." || strings.HasPrefix(name, ".") {
-		return "", nil, fmt.Errorf("%w: certificate name %q: expected a file name such as \"example.com\"", ErrInvalid, req.Name)
+	if err := checkCertName(name); err != nil {
+		return "", nil, err
 	}
 	if len(req.Domains) == 0 {
 		return "", nil, fmt.Errorf("%w: no domains", ErrInvalid)
@@ -28,39 +29,14 @@ func normalize(req Request) (string, []string, error) {
 	var out []string
 	for _, d := range req.Domains {
 		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
-		base := strings.TrimPrefix(d, "*.")
-		if !isHostname(base) {
-			return "", nil, fmt.Errorf("%w: %q is not a domain name (a wildcard is allowed only as the first label)", ErrInvalid, d)
+		if err := checkDomain(d); err != nil {
+			return "", nil, err
 		}
 		if !slices.Contains(out, d) {
 			out = append(out, d)
 		}
 	}
 	return name, out, nil
-}
-
-// isHostname accepts LDH names of at least two labels: what a CA issues
-// for and what can stand under _acme-challenge.
-func isHostname(name string) bool {
-	if len(name) > 253 {
-		return false
-	}
-	labels := strings.Split(name, ".")
-	if len(labels) < 2 {
-		return false
-	}
-	for _, l := range labels {
-		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // assign returns the delegation records for domains, reserving a challenge

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/go-acme/lego/v4/acme"
-	"github.com/go-acme/lego/v4/acme/api"
 
 	"github.com/delegated/delegated/store"
 )
@@ -67,24 +66,11 @@ func (i *Issuer) attempt(ctx context.Context, name string) bool {
 		c.OrderURL, c.OrderKeyPEM = f.orderURL, f.keyPEM
 		return i.save(ctx, &c)
 	}
-	obtain := func() (*issued, error) {
-		return i.obtain(ctx, orderSpec{domains: c.Domains, method: methodOf(c), profile: c.Profile}, inFlight{orderURL: c.OrderURL, keyPEM: c.OrderKeyPEM}, replacesID(c.CertPEM, c.Domains), save, emit)
-	}
-	res, err := obtain()
-	if err != nil && ctx.Err() == nil && accountMissing(err) {
-		// The CA forgot the account (reset, new environment): register
-		// the same key again and carry on.
-		if rerr := i.reregister(ctx); rerr != nil {
-			err = fmt.Errorf("%w; registering the account again failed: %w", err, rerr)
-		} else {
-			c.OrderURL, c.OrderKeyPEM = "", ""
-			res, err = obtain()
-		}
-	}
+	res, err := i.obtainAny(ctx, &c, save, emit)
 	// Whatever happens next, this order is over unless a shutdown
 	// interrupted it.
 	if err == nil || ctx.Err() == nil {
-		c.OrderURL, c.OrderKeyPEM = "", ""
+		c.OrderURL, c.OrderKeyPEM, c.OrderCA = "", "", ""
 	}
 	if err != nil && ctx.Err() != nil && i.runCtx.Err() == nil {
 		// The lease is lost: another instance may be working on the
@@ -99,10 +85,11 @@ func (i *Issuer) attempt(ctx context.Context, name string) bool {
 		i.publish(name, Event{Step: StepDone, Status: StatusProcessing, Error: "daemon shutting down; the order restarts when it is back"})
 		return true
 	}
-	var rl *acme.RateLimitedError
-	if errors.As(err, &rl) {
-		i.rateLimited(ctx, &c, rl)
-		return true
+	if p, ok := errors.AsType[*PausedError](err); ok {
+		// Every CA it may use is rate-limited: nothing was ordered, so
+		// the pace token goes back.
+		i.waitForCAs(ctx, &c, p)
+		return false
 	}
 	if err != nil {
 		i.fail(ctx, &c, err)
@@ -111,7 +98,7 @@ func (i *Issuer) attempt(ctx context.Context, name string) bool {
 	// The new material is stored first (still processing), so a crash
 	// while deploying loses nothing; the status says active only once the
 	// files are in place, so whoever sees active finds the files.
-	c.CertPEM, c.ChainPEM, c.KeyPEM = res.certPEM, res.chainPEM, res.keyPEM
+	c.CertPEM, c.ChainPEM, c.KeyPEM, c.CA = res.certPEM, res.chainPEM, res.keyPEM, res.ca
 	c.Serial = serialHex(res.leaf)
 	c.NotBefore, c.NotAfter = res.leaf.NotBefore, res.leaf.NotAfter
 	c.Attempts, c.NextAttempt = 0, time.Time{}
@@ -161,33 +148,6 @@ func (i *Issuer) attempt(ctx context.Context, name string) bool {
 		emit(Event{Step: StepDone, OK: true, Status: StatusActive})
 	}
 	return true
-}
-
-// rateLimitDefault is the pause after a 429 that names no Retry-After.
-const rateLimitDefault = time.Hour
-
-// rateLimited records the CA's rate limit: ordering pauses for the whole
-// account until its Retry-After, and the certificate waits for then
-// without counting a failed attempt (the request was not at fault).
-func (i *Issuer) rateLimited(ctx context.Context, c *store.Certificate, rl *acme.RateLimitedError) {
-	now := i.opts.Now()
-	wait := rateLimitDefault
-	if rl.RetryAfter != "" {
-		if d, err := api.ParseRetryAfter(rl.RetryAfter); err == nil && d > 0 {
-			wait = min(d, 7*24*time.Hour)
-		}
-	}
-	until := now.Add(wait)
-	if i.pacer.pause(until, rl.Detail) {
-		i.log.Warn("CA rate limit: ordering paused for the account", "until", until.UTC().Format(time.RFC3339), "retry_after", rl.RetryAfter, "cert", c.Name, "reason", rl.Detail)
-	}
-	c.Status = string(StatusProcessing)
-	c.NextAttempt = until
-	c.LastError = fmt.Sprintf("CA rate limit for the account: no new orders until %s: %s", until.UTC().Format(time.RFC3339), rl.Detail)
-	if err := i.save(ctx, c); err != nil {
-		i.log.Error("recording the rate limit failed", "cert", c.Name, "err", err)
-	}
-	i.publish(c.Name, Event{Step: StepDone, Status: StatusProcessing, Error: c.LastError})
 }
 
 // accountMissing reports whether the CA no longer knows our account.

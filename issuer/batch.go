@@ -35,6 +35,9 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 	seen := map[string]int{}
 	for k, r := range reqs {
 		name, domains, err := normalize(r)
+		if err == nil {
+			err = checkOutsideZone(domains, i.opts.Zone)
+		}
 		if err != nil {
 			problems = append(problems, operator.LineProblem{Line: line(k), Error: err.Error()})
 			continue
@@ -89,7 +92,7 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 		itemDels := make([][]Delegation, len(items))
 		for k, it := range items {
 			if it.method != ChallengeDNS01 {
-				if itemDels[k], err = i.assignFor(ctx, it.domains, it.method); err != nil {
+				if itemDels[k], err = i.assignFor(ctx, it.domains, it.method, ""); err != nil {
 					return operator.BatchResult{}, fmt.Errorf("line %d: %w", line(k), err)
 				}
 			}

@@ -73,7 +73,9 @@ func AccountChallengeName(accountURL, base string) string {
 }
 
 // requestOptions resolves a request's method and profile against the
-// configured defaults and checks the profile with the CA.
+// configured defaults and checks the profile with the CA the request is
+// pinned to (else the first CA; a CA the order falls back to checks it
+// again before ordering).
 func (i *Issuer) requestOptions(ctx context.Context, req Request) (method, profile string, err error) {
 	method = i.opts.Challenge
 	if req.Challenge != "" {
@@ -85,17 +87,21 @@ func (i *Issuer) requestOptions(ctx context.Context, req Request) (method, profi
 	if profile == "" {
 		profile = i.opts.Profile
 	}
-	if err := i.checkProfile(ctx, profile); err != nil {
+	if err := i.checkPin(req.CA); err != nil {
+		return "", "", err
+	}
+	if err := i.checkProfile(ctx, i.recordsCA(req.CA), profile); err != nil {
 		return "", "", err
 	}
 	return method, profile, nil
 }
 
-// assignFor returns the records to create for domains under method.
-// dns-01 and dns-account-01 share each base name's challenge subdomain
-// (both read the same kind of value); dns-persist-01 has a subdomain of its
-// own per base name, holding only the lasting record.
-func (i *Issuer) assignFor(ctx context.Context, domains []string, method string) ([]Delegation, error) {
+// assignFor returns the records to create for domains under method, for a
+// certificate pinned to the CA pin ("" for none). dns-01 and dns-account-01
+// share each base name's challenge subdomain (both read the same kind of
+// value); dns-persist-01 has a subdomain of its own per base name, holding
+// only the lasting record.
+func (i *Issuer) assignFor(ctx context.Context, domains []string, method, pin string) ([]Delegation, error) {
 	if method == ChallengeDNS01 {
 		return i.assign(ctx, domains)
 	}
@@ -107,7 +113,7 @@ func (i *Issuer) assignFor(ctx context.Context, domains []string, method string)
 	if method == ChallengeDNSPersist01 {
 		return i.assignPersist(ctx, domains)
 	}
-	acct, err := i.accountURL(ctx)
+	acct, err := i.accountURL(ctx, i.recordsCA(pin))
 	if err != nil {
 		return nil, fmt.Errorf("dns-account-01: the record names derive from this daemon's ACME account: %w", err)
 	}
@@ -121,15 +127,27 @@ func (i *Issuer) assignFor(ctx context.Context, domains []string, method string)
 	return dels, nil
 }
 
-// accountURL is this daemon's ACME account URL at the configured CA,
-// registering the account on first use.
-func (i *Issuer) accountURL(ctx context.Context) (string, error) {
-	if _, err := i.core(ctx); err != nil {
+// accountURL is this daemon's ACME account URL at ca, registering the
+// account on first use.
+func (i *Issuer) accountURL(ctx context.Context, ca *caClient) (string, error) {
+	if _, err := i.core(ctx, ca); err != nil {
 		return "", err
 	}
-	i.coreMu.Lock()
-	defer i.coreMu.Unlock()
-	return i.acmeAccount, nil
+	ca.coreMu.Lock()
+	defer ca.coreMu.Unlock()
+	return ca.acmeAccount, nil
+}
+
+// recordsCA is the CA whose account dns-account-01 records name: the one
+// a certificate is pinned to, else the first (most preferred) CA. An
+// unpinned dns-account-01 certificate orders from it only, since no other
+// CA's account matches the customer's records. A pin to an unknown CA
+// (refused by checkPin) falls back to the first CA here.
+func (i *Issuer) recordsCA(pin string) *caClient {
+	if ca := i.caNamed(pin); ca != nil {
+		return ca
+	}
+	return i.cas[0]
 }
 
 // solution is what was placed for one authorization and must be removed
@@ -140,7 +158,7 @@ type solution struct {
 
 // present places the value of authz's challenge of method and returns that
 // challenge, and what to clean up afterwards.
-func (i *Issuer) present(ctx context.Context, core *api.Core, authzURL string, authz acme.Authorization, domain, method string, domains []string) (acme.Challenge, *solution, error) {
+func (i *Issuer) present(ctx context.Context, ca *caClient, core *api.Core, authzURL string, authz acme.Authorization, domain, method string, domains []string) (acme.Challenge, *solution, error) {
 	var offered []string
 	var chal *acme.Challenge
 	for k := range authz.Challenges {
@@ -154,7 +172,7 @@ func (i *Issuer) present(ctx context.Context, core *api.Core, authzURL string, a
 			method, domain, strings.Join(offered, ", "))
 	}
 	if method == ChallengeDNSPersist01 {
-		return *chal, nil, i.presentPersist(ctx, core, authzURL, authz.Identifier.Value, *chal, domains)
+		return *chal, nil, i.presentPersist(ctx, ca, core, authzURL, authz.Identifier.Value, *chal, domains)
 	}
 	keyAuth, err := core.GetKeyAuthorization(chal.Token)
 	if err != nil {

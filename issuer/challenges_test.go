@@ -144,7 +144,7 @@ func TestPresentMethodNotOffered(t *testing.T) {
 		Identifier: acme.Identifier{Type: "dns", Value: "example.com"},
 		Challenges: []acme.Challenge{{Type: "http-01"}, {Type: "dns-01"}},
 	}
-	_, sol, err := i.present(context.Background(), nil, "https://ca/authz/1", authz, "example.com", ChallengeDNSAccount01, []string{"example.com"})
+	_, sol, err := i.present(context.Background(), nil, nil, "https://ca/authz/1", authz, "example.com", ChallengeDNSAccount01, []string{"example.com"})
 	want := "the CA does not offer dns-account-01 for example.com (it offers http-01, dns-01); choose another method with --challenge or [issuer] challenge"
 	if err == nil || err.Error() != want || sol != nil {
 		t.Errorf("got %v, %v; want %q", sol, err, want)

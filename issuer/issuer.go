@@ -9,17 +9,14 @@ package issuer
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-acme/lego/v4/acme/api"
 	"github.com/miekg/dns"
 	"golang.org/x/crypto/bcrypt"
 
@@ -41,6 +38,7 @@ type Store interface {
 	ReserveChallengeNames(ctx context.Context, reserve []store.ChallengeAccount) error
 	CreateCertificates(ctx context.Context, reserve []store.ChallengeAccount, certs []store.Certificate) error
 	DeleteCertificateReleasing(ctx context.Context, name string, f store.Fence, bases []string) ([]store.ChallengeName, error)
+	caStateStore
 	ACMEAccountFor(ctx context.Context, directory, email string) (store.ACMEAccount, error)
 	SaveACMEAccount(ctx context.Context, a store.ACMEAccount) error
 	Leaser
@@ -59,7 +57,15 @@ type Options struct {
 	// Zone is delegated's zone, e.g. "auth.example.org." (challenge
 	// subdomains live under it).
 	Zone string
-	// Directory is the CA's ACME directory URL. Required.
+	// CAs are the certificate authorities in order of preference (see
+	// CA). Empty means one CA named "default" from the single-CA fields
+	// below (Directory, Email, CARoots, KeyType, EAB*, PreferredChain).
+	CAs []CA
+	// CABackoff is how long a CA that failed on its side is skipped,
+	// doubling with each further failure up to an hour; a rate limit's
+	// Retry-After overrides it. Default 5m.
+	CABackoff time.Duration
+	// Directory is the CA's ACME directory URL (single-CA form).
 	Directory string
 	// Email is the ACME account contact; may be empty.
 	Email string
@@ -104,7 +110,8 @@ type Options struct {
 	// whatever ARI or the lifetime rule say.
 	RenewBefore time.Duration
 	// InstanceID names this process in the store's leases; default
-	// host/pid/random. Instances sharing a database must differ.
+	// store.NewInstanceID(). Instances sharing a database must differ; cmd
+	// passes the store's own, so one process has one name.
 	InstanceID string
 	// LeaseTTL is how long a certificate's lease outlives a holder that
 	// died; default DefaultLeaseTTL.
@@ -127,20 +134,13 @@ type Options struct {
 // Issuer is safe for concurrent use. Run must be running for scheduled
 // work (re-checks, retries) to happen.
 type Issuer struct {
-	opts       Options
-	store      Store
-	solver     Solver
-	checker    *checker
-	log        *slog.Logger
-	httpClient *http.Client
-
-	coreMu   sync.Mutex
-	acmeCore *api.Core
-	// acmeAccount is the account URL of acmeCore (dns-account-01 labels,
-	// dns-persist-01 records).
-	acmeAccount string
-	// tap lets the issuer read ACME fields lego drops (tap.go).
-	tap *bodyTap
+	opts    Options
+	store   Store
+	solver  Solver
+	checker *checker
+	log     *slog.Logger
+	// cas are the CAs in order of preference.
+	cas []*caClient
 
 	// runCtx outlives API requests: an attempt continues when the client
 	// that asked for it disconnects.
@@ -178,18 +178,14 @@ type Issuer struct {
 
 // New builds an issuer. solver places challenge values (providers.Local).
 func New(opts Options, st Store, solver Solver) (*Issuer, error) {
-	if opts.Directory == "" {
-		return nil, errors.New("issuer: no ACME directory configured")
-	}
 	if opts.Zone == "" {
 		return nil, errors.New("issuer: no zone configured")
 	}
 	opts.Zone = dns.Fqdn(strings.ToLower(opts.Zone))
-	kt, err := keyType(opts.KeyType)
+	cas, err := newCAClients(&opts)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
-	opts.KeyType = string(kt)
 	if opts.Challenge, err = ParseChallenge(opts.Challenge); err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
@@ -219,7 +215,7 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 		opts.Now = time.Now
 	}
 	if opts.InstanceID == "" {
-		opts.InstanceID = defaultInstanceID()
+		opts.InstanceID = store.NewInstanceID()
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
@@ -244,31 +240,25 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer: hash: %w", err)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if opts.CARoots != nil {
-		tr.TLSClientConfig = &tls.Config{RootCAs: opts.CARoots, MinVersion: tls.VersionTLS12}
-	}
-	tap := newBodyTap(tr)
 	runCtx, stop := context.WithCancel(context.Background())
 	i := &Issuer{
-		tap:    tap,
 		opts:   opts,
 		store:  st,
 		solver: solver,
 		checker: &checker{resolvers: opts.Resolvers, timeout: opts.ResolverTimeout,
 			authoritative: !opts.SkipAuthoritative, authPort: opts.AuthoritativePort},
-		log:        opts.Logger.With("component", "issuer"),
-		httpClient: &http.Client{Timeout: 30 * time.Second, Transport: tap},
-		runCtx:     runCtx,
-		stopRun:    stop,
-		wake:       make(chan struct{}, 1),
-		leases:     st,
-		busy:       map[string]*hold{},
-		flushing:   map[string]bool{},
-		subs:       map[string]map[int]chan Event{},
-		pacer:      newPacer(opts.OrdersPerHour, opts.MaxConcurrentOrders, opts.Now),
-		results:    make(chan store.CheckResult, 4096),
-		noKeyHash:  string(hash),
+		log:       opts.Logger.With("component", "issuer"),
+		cas:       cas,
+		runCtx:    runCtx,
+		stopRun:   stop,
+		wake:      make(chan struct{}, 1),
+		leases:    st,
+		busy:      map[string]*hold{},
+		flushing:  map[string]bool{},
+		subs:      map[string]map[int]chan Event{},
+		pacer:     newPacer(opts.OrdersPerHour, opts.MaxConcurrentOrders, opts.Now),
+		results:   make(chan store.CheckResult, 4096),
+		noKeyHash: string(hash),
 	}
 	i.checks = newWorkQueue("checks", opts.CheckWorkers, 16*opts.CheckWorkers, i.recheckDue)
 	i.orders = newWorkQueue("orders", opts.MaxConcurrentOrders, 4*opts.MaxConcurrentOrders, i.orderDue)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/delegated/delegated/providers"
 	"github.com/delegated/delegated/store"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 func TestNormalize(t *testing.T) {
@@ -118,7 +119,7 @@ func newTestIssuer(t *testing.T, clock *fakeClock) (*Issuer, *store.Store) {
 	iss, err := New(Options{
 		Zone: "auth.example.org", Directory: "https://127.0.0.1:1/dir", Resolvers: []string{"127.0.0.1:1"},
 		DeployDir: t.TempDir(), Now: clock.Now, Logger: quiet(),
-	}, st, providers.NewLocal(st, 0))
+	}, st, providers.NewLocal(st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestAssignSharesBaseName(t *testing.T) {
 	}
 	for _, d := range dels {
 		sub := strings.TrimSuffix(d.Target, ".auth.example.org.")
-		if _, err := st.AccountBySubdomain(ctx, sub); err != nil {
+		if _, err := storetest.Values(ctx, st, sub); err != nil {
 			t.Errorf("%s: target %s has no account: %v", d.Name, d.Target, err)
 		}
 		if d.Record() != d.Name+" CNAME "+d.Target {

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/delegated/delegated/store"
 )
@@ -29,17 +26,6 @@ const DefaultLeaseTTL = 10 * time.Second
 
 // leaseName is the lease guarding the certificate called name.
 func leaseName(cert string) string { return "cert:" + cert }
-
-// defaultInstanceID names this process in the leases table. Host and pid
-// let an operator (and the failover test) tell which process holds what;
-// the random part keeps a restarted process with a recycled pid distinct.
-func defaultInstanceID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown"
-	}
-	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8])
-}
 
 // hold is this process's claim on one certificate: the lease's fencing
 // token and the context of the work it guards, cancelled when the lease is

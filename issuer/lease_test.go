@@ -78,7 +78,7 @@ func instance(t *testing.T, db sharedDB, id string, now func() time.Time, ttl ti
 	for _, f := range tune {
 		f(&opts)
 	}
-	iss, err := New(opts, st, providers.NewLocal(st, 0))
+	iss, err := New(opts, st, providers.NewLocal(st))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,14 +11,12 @@ import (
 )
 
 var (
-	certsDesc     = prometheus.NewDesc("delegated_certificates", "Certificates by status (the words of the CLI and logs).", []string{"status"}, nil)
-	expiryDesc    = prometheus.NewDesc("delegated_certificate_expiry_timestamp_seconds", "NotAfter of each certificate's current material.", []string{"cert"}, nil)
-	attemptsDesc  = prometheus.NewDesc("delegated_certificate_failed_attempts", "Consecutive failed attempts of each certificate.", []string{"cert", "status"}, nil)
-	queuedDesc    = prometheus.NewDesc("delegated_issuer_queue_depth", "Certificates waiting in each work pool (checks: delegation re-checks, orders: ACME attempts, plans: renewal planning).", []string{"queue"}, nil)
-	runningDesc   = prometheus.NewDesc("delegated_issuer_queue_running", "Certificates being worked on in each work pool.", []string{"queue"}, nil)
-	oldestDesc    = prometheus.NewDesc("delegated_issuer_oldest_due_seconds", "How long the longest-waiting due certificate has waited for its next action (0: nothing due).", nil, nil)
-	limitedDesc   = prometheus.NewDesc("delegated_issuer_ca_rate_limited", "1 while the CA's rate limit pauses ordering for the account.", nil, nil)
-	pausedEndDesc = prometheus.NewDesc("delegated_issuer_ca_paused_until_timestamp_seconds", "When the CA rate-limit pause ends (0: none).", nil, nil)
+	certsDesc    = prometheus.NewDesc("delegated_certificates", "Certificates by status (the words of the CLI and logs).", []string{"status"}, nil)
+	expiryDesc   = prometheus.NewDesc("delegated_certificate_expiry_timestamp_seconds", "NotAfter of each certificate's current material.", []string{"cert"}, nil)
+	attemptsDesc = prometheus.NewDesc("delegated_certificate_failed_attempts", "Consecutive failed attempts of each certificate.", []string{"cert", "status"}, nil)
+	queuedDesc   = prometheus.NewDesc("delegated_issuer_queue_depth", "Certificates waiting in each work pool (checks: delegation re-checks, orders: ACME attempts, plans: renewal planning).", []string{"queue"}, nil)
+	runningDesc  = prometheus.NewDesc("delegated_issuer_queue_running", "Certificates being worked on in each work pool.", []string{"queue"}, nil)
+	oldestDesc   = prometheus.NewDesc("delegated_issuer_oldest_due_seconds", "How long the longest-waiting due certificate has waited for its next action (0: nothing due).", nil, nil)
 )
 
 // Collector exports the issuer's figures, read at scrape time from the
@@ -29,7 +27,8 @@ func (i *Issuer) Collector() prometheus.Collector { return collector{i} }
 type collector struct{ i *Issuer }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{certsDesc, expiryDesc, attemptsDesc, queuedDesc, runningDesc, oldestDesc, limitedDesc, pausedEndDesc} {
+	for _, d := range []*prometheus.Desc{certsDesc, expiryDesc, attemptsDesc, queuedDesc, runningDesc, oldestDesc,
+		caAttemptsDesc, caFailuresDesc, caSkipsDesc, caSkippedUntilDesc} {
 		ch <- d
 	}
 }
@@ -55,7 +54,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(attemptsDesc, prometheus.GaugeValue, float64(cert.Attempts), cert.Name, cert.Status)
 		}
 	}
-	st := i.State()
+	st := i.State(ctx)
 	for name, n := range st.Queued {
 		ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(n), name)
 		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(st.Running[name]), name)
@@ -68,10 +67,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age)
 	}
-	limited, until := 0.0, 0.0
-	if !st.PausedUntil.IsZero() {
-		limited, until = 1, float64(st.PausedUntil.Unix())
-	}
-	ch <- prometheus.MustNewConstMetric(limitedDesc, prometheus.GaugeValue, limited)
-	ch <- prometheus.MustNewConstMetric(pausedEndDesc, prometheus.GaugeValue, until)
+	i.collectCAs(st.CAs, ch)
 }

@@ -16,6 +16,29 @@ import (
 
 // The public operations, as the CLI and the operator API call them.
 
+// claimWait is how long a change to a certificate waits for other work on
+// it to end before it is refused as busy.
+const claimWait = 3 * time.Second
+
+// withClaimWait is withClaim for an operator's action: it waits up to
+// claimWait for short work holding the claim to end.
+func (i *Issuer) withClaimWait(ctx context.Context, name string, fn func(ctx context.Context) bool) bool {
+	deadline := time.Now().Add(claimWait)
+	for !i.withClaim(name, fn) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
 // Issue records the request, assigns challenge subdomains, checks the
 // delegation and, when it is in place, queues an order. It returns the
 // certificate with its delegation records. A certificate already active
@@ -25,11 +48,17 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 	if err != nil {
 		return Cert{}, err
 	}
+	if err := checkOutsideZone(domains, i.opts.Zone); err != nil {
+		return Cert{}, err
+	}
+	if err := i.checkPin(req.CA); err != nil {
+		return Cert{}, err
+	}
 	method, profile, err := i.requestOptions(ctx, req)
 	if err != nil {
 		return Cert{}, err
 	}
-	dels, err := i.assignFor(ctx, domains, method)
+	dels, err := i.assignFor(ctx, domains, method, req.CA)
 	if err != nil {
 		return Cert{}, err
 	}
@@ -37,7 +66,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		v    Cert
 		ierr error
 	)
-	claimed := i.withClaim(name, func(ctx context.Context) bool {
+	issue := func(ctx context.Context) bool {
 		c, err := i.store.CertificateByName(ctx, name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -45,14 +74,18 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		case err != nil:
 			ierr = err
 			return false
-		case sameRequest(c, domains, method, profile) && Status(c.Status) == StatusActive:
+		case sameRequest(c, domains, method, profile) && Status(c.Status) == StatusActive && !i.needsOtherCA(c, req.CA):
+			if c.CAPin != req.CA {
+				c.CAPin = req.CA
+				ierr = i.save(ctx, &c)
+			}
 			v = i.view(c)
 			return false
 		}
-		// A changed domain list keeps the old material (still deployed)
-		// until the new certificate exists.
+		// A changed domain list (or a pin to another CA) keeps the old
+		// material (still deployed) until the new certificate exists.
 		prev := c
-		c.Domains = domains
+		c.Domains, c.CAPin = domains, req.CA
 		c.Challenge, c.Profile = method, profile
 		c.Attempts = 0
 		c.NextAttempt = time.Time{}
@@ -67,15 +100,29 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		}
 		v = i.view(c)
 		return Status(c.Status) == StatusProcessing
-	})
-	if !claimed {
+	}
+	// Short work holds a certificate's claim too (planning its renewal
+	// right after it is issued): a change waits up to claimWait for it
+	// before it is refused as busy.
+	deadline := time.Now().Add(claimWait)
+	for !i.withClaim(name, issue) {
 		// An attempt is in flight: for the same domains the caller may
 		// follow it; a change must wait until it ends.
 		c, err := i.store.CertificateByName(ctx, name)
-		if err != nil || !sameRequest(c, domains, method, profile) {
+		if err == nil && sameRequest(c, domains, method, profile) && c.CAPin == req.CA {
+			v = i.view(c)
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
 			return Cert{}, errBusy(name)
 		}
-		v = i.view(c)
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Cert{}, ctx.Err()
+		case <-t.C:
+		}
 	}
 	if ierr != nil {
 		return Cert{}, ierr
@@ -104,7 +151,7 @@ func (i *Issuer) Retry(ctx context.Context, name string) (Cert, error) {
 			return false
 		}
 		c.Status, c.Attempts, c.NextAttempt = string(StatusPendingDelegation), 0, time.Time{}
-		if dels, rerr = i.assignFor(ctx, c.Domains, methodOf(c)); rerr != nil {
+		if dels, rerr = i.assignFor(ctx, c.Domains, methodOf(c), c.CAPin); rerr != nil {
 			return false
 		}
 		i.checkDelegations(ctx, dels)
@@ -143,7 +190,7 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 		c    store.Certificate
 		rerr error
 	)
-	claimed := i.withClaim(name, func(ctx context.Context) bool {
+	claimed := i.withClaimWait(ctx, name, func(ctx context.Context) bool {
 		if c, rerr = i.load(ctx, name); rerr != nil {
 			return false
 		}
@@ -151,9 +198,11 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 			rerr = fmt.Errorf("%w: %s has no issued certificate to revoke", ErrInvalid, name)
 			return false
 		}
-		rerr = i.revoke(ctx, c.CertPEM, code)
-		if rerr != nil && accountMissing(rerr) && i.reregister(ctx) == nil {
-			rerr = i.revoke(ctx, c.CertPEM, code)
+		// Revocation goes to the CA that issued the certificate.
+		ca := i.caOf(c)
+		rerr = i.revoke(ctx, ca, c.CertPEM, code)
+		if rerr != nil && accountMissing(rerr) && i.reregister(ctx, ca) == nil {
+			rerr = i.revoke(ctx, ca, c.CertPEM, code)
 		}
 		if rerr != nil {
 			return false
@@ -180,7 +229,7 @@ func (i *Issuer) Revoke(ctx context.Context, name, reason string) (Cert, error) 
 // subdomains go in one transaction, fenced by the certificate's lease.
 func (i *Issuer) Delete(ctx context.Context, name string) error {
 	var derr error
-	claimed := i.withClaim(name, func(hctx context.Context) bool {
+	claimed := i.withClaimWait(ctx, name, func(hctx context.Context) bool {
 		c, err := i.load(ctx, name)
 		if err != nil {
 			derr = err
@@ -305,12 +354,13 @@ func (i *Issuer) Delegation(ctx context.Context, name string) ([]Cert, error) {
 	return out, nil
 }
 
-// State reports the queues and the CA rate-limit pause.
-func (i *Issuer) State() operator.IssuerState {
+// State reports the queues and the CAs with their pauses.
+func (i *Issuer) State(ctx context.Context) operator.IssuerState {
 	s := operator.IssuerState{Queued: map[string]int{}, Running: map[string]int{}}
 	for _, q := range []*workQueue{i.checks, i.orders, i.plans} {
 		s.Queued[q.name], s.Running[q.name] = q.depth()
 	}
-	s.PausedUntil, s.PauseReason = i.pacer.paused()
+	s.CAs = i.caStates(ctx)
+	s.PausedUntil, s.PauseReason = allPaused(s.CAs)
 	return s
 }

@@ -80,13 +80,13 @@ func (i *Issuer) assignPersist(ctx context.Context, domains []string) ([]Delegat
 
 // presentPersist publishes base's lasting dns-persist-01 record for the
 // challenge chal, unless it is there already (a renewal reuses it).
-func (i *Issuer) presentPersist(ctx context.Context, core *api.Core, authzURL, base string, chal acme.Challenge, domains []string) error {
-	names, accountURI, err := i.persistChallenge(ctx, core, authzURL, chal.URL)
+func (i *Issuer) presentPersist(ctx context.Context, ca *caClient, core *api.Core, authzURL, base string, chal acme.Challenge, domains []string) error {
+	names, accountURI, err := i.persistChallenge(ctx, ca, core, authzURL, chal.URL)
 	if err != nil {
 		return err
 	}
 	if accountURI == "" {
-		if accountURI, err = i.accountURL(ctx); err != nil {
+		if accountURI, err = i.accountURL(ctx, ca); err != nil {
 			return err
 		}
 	}
@@ -124,8 +124,8 @@ func (i *Issuer) presentPersist(ctx context.Context, core *api.Core, authzURL, b
 // persistChallenge reads the dns-persist-01 fields of the challenge at
 // chalURL from its authorization: the issuer domain names the CA accepts
 // and the account URI it expects.
-func (i *Issuer) persistChallenge(ctx context.Context, core *api.Core, authzURL, chalURL string) ([]string, string, error) {
-	take := i.tap.watch(authzURL)
+func (i *Issuer) persistChallenge(ctx context.Context, ca *caClient, core *api.Core, authzURL, chalURL string) ([]string, string, error) {
+	take := ca.tap.watch(authzURL)
 	err := i.retryCA(ctx, "authorization", func() error {
 		_, err := core.Authorizations.Get(authzURL)
 		return err

@@ -18,14 +18,14 @@ import (
 func TestPersistRecordLifecycle(t *testing.T) {
 	ctx := context.Background()
 	iss, st := newTestIssuer(t, &fakeClock{now: time.Now()})
-	dels, err := iss.assignFor(ctx, []string{"example.com", "*.example.com"}, ChallengeDNSPersist01)
+	dels, err := iss.assignFor(ctx, []string{"example.com", "*.example.com"}, ChallengeDNSPersist01, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(dels) != 1 || dels[0].Name != "_validation-persist.example.com." || !strings.HasSuffix(dels[0].Target, ".auth.example.org.") {
 		t.Fatalf("delegations %+v", dels)
 	}
-	dns01, err := iss.assignFor(ctx, []string{"example.com"}, ChallengeDNS01)
+	dns01, err := iss.assignFor(ctx, []string{"example.com"}, ChallengeDNS01, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestPersistRecordLifecycle(t *testing.T) {
 func TestOwnZoneOnlyDNS01(t *testing.T) {
 	iss, _ := newTestIssuer(t, &fakeClock{now: time.Now()})
 	for _, m := range []string{ChallengeDNSAccount01, ChallengeDNSPersist01} {
-		_, err := iss.assignFor(context.Background(), []string{"auth.example.org"}, m)
+		_, err := iss.assignFor(context.Background(), []string{"auth.example.org"}, m, "")
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "validates with dns-01 only") {
 			t.Errorf("%s: %v", m, err)
 		}

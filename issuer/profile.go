@@ -7,17 +7,17 @@ import (
 	"strings"
 )
 
-// checkProfile refuses a profile the CA's directory does not list in
+// checkProfile refuses a profile ca's directory does not list in
 // meta.profiles, before any order is placed; "" (the CA's default) passes.
-func (i *Issuer) checkProfile(ctx context.Context, profile string) error {
+func (i *Issuer) checkProfile(ctx context.Context, ca *caClient, profile string) error {
 	if profile == "" {
 		return nil
 	}
-	core, err := i.core(ctx)
+	core, err := i.core(ctx, ca)
 	if err != nil {
-		return fmt.Errorf("profile %q: reading the CA's profiles: %w", profile, err)
+		return fmt.Errorf("profile %q: reading the profiles of CA %s: %w", profile, ca.Name, err)
 	}
-	return profileOffered(core.GetDirectory().Meta.Profiles, profile, i.opts.Directory)
+	return profileOffered(core.GetDirectory().Meta.Profiles, profile, ca.Directory)
 }
 
 // profileOffered checks profile against a directory's meta.profiles (name

@@ -80,7 +80,7 @@ func (i *Issuer) planRenewal(ctx context.Context, c store.Certificate) (renewalP
 		return renewalPlan{}, fmt.Errorf("plan renewal: parse certificate: %w", err)
 	}
 	var plan renewalPlan
-	win, retryAfter, err := i.ariWindow(ctx, leaf)
+	win, retryAfter, err := i.ariWindow(ctx, i.caOf(c), leaf)
 	switch {
 	case err == nil:
 		plan = renewalPlan{at: randomIn(win.Start, win.End), source: "ari", window: win, retryAfter: retryAfter}
@@ -134,8 +134,8 @@ func randomIn(start, end time.Time) time.Time {
 // again (its Retry-After, 0 when absent); api.ErrNoARI when the CA has no
 // renewalInfo endpoint. It requests the resource itself (lego's
 // GetRenewalInfo takes no context and ignores the status).
-func (i *Issuer) ariWindow(ctx context.Context, leaf *x509.Certificate) (*acme.Window, time.Duration, error) {
-	win, resp, err := i.fetchARI(ctx, leaf)
+func (i *Issuer) ariWindow(ctx context.Context, ca *caClient, leaf *x509.Certificate) (*acme.Window, time.Duration, error) {
+	win, resp, err := i.fetchARI(ctx, ca, leaf)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -148,8 +148,8 @@ func (i *Issuer) ariWindow(ctx context.Context, leaf *x509.Certificate) (*acme.W
 	return win, retryAfter, nil
 }
 
-func (i *Issuer) fetchARI(ctx context.Context, leaf *x509.Certificate) (*acme.Window, http.Header, error) {
-	core, err := i.core(ctx)
+func (i *Issuer) fetchARI(ctx context.Context, ca *caClient, leaf *x509.Certificate) (*acme.Window, http.Header, error) {
+	core, err := i.core(ctx, ca)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -165,7 +165,7 @@ func (i *Issuer) fetchARI(ctx context.Context, leaf *x509.Certificate) (*acme.Wi
 	if err != nil {
 		return nil, nil, fmt.Errorf("renewal info: %w", err)
 	}
-	resp, err := i.httpClient.Do(req)
+	resp, err := ca.httpClient.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("renewal info: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/delegated/delegated/providers"
+	"github.com/delegated/delegated/store/storetest"
 )
 
 // TestSelfDelegation: the zone's own name (and its wildcard) validates
@@ -28,7 +29,7 @@ func TestSelfDelegation(t *testing.T) {
 	if selfAnswered(dels[1]) {
 		t.Fatalf("customer name treated as self-answered: %+v", dels[1])
 	}
-	if _, err := st.AccountBySubdomain(ctx, selfLabel); err != nil {
+	if _, err := storetest.Values(ctx, st, selfLabel); err != nil {
 		t.Fatalf("no account for %s: %v", selfLabel, err)
 	}
 
@@ -49,10 +50,10 @@ func TestSelfDelegation(t *testing.T) {
 	}
 
 	// The solver writes the value where the DNS server serves it.
-	if err := providers.NewLocal(st, 0).PresentContext(ctx, "auth.example.org", "token.key"); err != nil {
+	if err := providers.NewLocal(st).PresentContext(ctx, "auth.example.org", "token.key"); err != nil {
 		t.Fatal(err)
 	}
-	vals, err := st.Values(ctx, selfLabel)
+	vals, err := storetest.Values(ctx, st, selfLabel)
 	if err != nil || len(vals) != 1 {
 		t.Fatalf("values of %s: %v, %v; want one", selfLabel, vals, err)
 	}

@@ -59,8 +59,11 @@ func (i *Issuer) view(c store.Certificate) Cert {
 		Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 		NextAttempt: c.NextAttempt, Attempts: c.Attempts, RenewAt: c.RenewAt,
 		NextAction: c.NextAction, CheckFailures: c.CheckFailures,
-		Paths:     pathsFor(i.opts.DeployDir, c.Name),
+		Paths: pathsFor(i.opts.DeployDir, c.Name), CAPin: c.CAPin,
 		Challenge: methodOf(c), Profile: c.Profile,
+	}
+	if c.Serial != "" {
+		v.CA = i.caOf(c).Name
 	}
 	if Status(c.Status) == StatusActive {
 		v.RenewalInfoAt = i.renewInfoAt(c)

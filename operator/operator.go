@@ -120,11 +120,15 @@ type Cert struct {
 	NextAction time.Time `json:"next_action,omitzero"`
 	// CheckFailures counts consecutive delegation checks that got no
 	// answer (re-checked with backoff).
-	CheckFailures int   `json:"check_failures,omitempty"`
-	Paths         Paths `json:"paths"`
+	CheckFailures int `json:"check_failures,omitempty"`
+	// CA names the CA that issued the current certificate; CAPin the CA
+	// the certificate is pinned to (issue --ca), if any.
+	CA    string `json:"ca,omitempty"`
+	CAPin string `json:"ca_pin,omitempty"`
+	Paths Paths  `json:"paths"`
 	// Challenge is the validation method ("dns-01", "dns-account-01",
 	// "dns-persist-01"); Profile the ACME profile asked for ("" when the
-	// CA chooses).
+	// CA's own default applies).
 	Challenge string `json:"challenge"`
 	Profile   string `json:"profile,omitempty"`
 	// Delegations are the records to create and, after a check, their state.
@@ -135,6 +139,10 @@ type Cert struct {
 type Request struct {
 	Name    string   `json:"name"`
 	Domains []string `json:"domains"`
+	// CA pins the certificate to the configured CA of that name: no other
+	// is asked, for this issuance and its renewals. Empty: the CAs in
+	// order of preference, with fallback.
+	CA string `json:"ca,omitempty"`
 	// Challenge ("dns-01", "dns-account-01", "dns-persist-01") and
 	// Profile (an ACME profile name) are optional; the issuer's
 	// configuration supplies the defaults.
@@ -184,15 +192,29 @@ func (e *BatchError) Error() string {
 // Unwrap makes a batch error an ErrInvalid.
 func (e *BatchError) Unwrap() error { return ErrInvalid }
 
-// IssuerState is the issuer's own state: its work queues and the CA's
-// rate limit.
+// IssuerState is the issuer's own state: its work queues and its CAs.
 type IssuerState struct {
 	// Queued and Running per pool: "checks" (delegation re-checks),
 	// "orders" (ACME attempts), "plans" (renewal planning, ARI).
 	Queued  map[string]int `json:"queued"`
 	Running map[string]int `json:"running"`
-	// PausedUntil is set while the CA's rate limit pauses ordering for
-	// the whole account; PauseReason is the CA's words.
+	// CAs are the configured CAs, in order of preference.
+	CAs []CAState `json:"cas"`
+	// PausedUntil is set while every CA is paused (rate-limited or down,
+	// for all instances): no order starts before it unless a CA that was
+	// down answers again. PauseReason says why.
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	PauseReason string    `json:"pause_reason,omitempty"`
+}
+
+// CAState is one CA as the issuer sees it.
+type CAState struct {
+	Name      string `json:"name"`
+	Directory string `json:"directory"`
+	// PausedUntil is set while the CA is skipped for all certificates,
+	// after a failure of Kind ("rate_limited", "unreachable", …); Reason
+	// is the failure.
+	PausedUntil time.Time `json:"paused_until,omitzero"`
+	Kind        string    `json:"kind,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
 }

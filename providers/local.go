@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/go-acme/lego/v4/challenge"
 	"github.com/go-acme/lego/v4/challenge/dns01"
 
 	"github.com/delegated/delegated/store"
@@ -21,31 +19,17 @@ type LocalStore interface {
 	RemoveValue(ctx context.Context, subdomain, txt string) error
 }
 
-// DefaultTimeout bounds one Present or CleanUp when lego calls it without a
-// context.
-const DefaultTimeout = 30 * time.Second
-
-// Local is the in-process provider: Present stores the value on the
+// Local is the in-process solver: PresentContext stores the value on the
 // challenge subdomain assigned to the domain's base name. The store pushes
 // the change to the DNS view before AddValue returns, so the value is served
-// when Present returns and no propagation wait is needed.
+// when PresentContext returns and no propagation wait is needed.
 type Local struct {
-	store   LocalStore
-	timeout time.Duration
+	store LocalStore
 }
 
-var (
-	_ challenge.Provider        = (*Local)(nil)
-	_ challenge.ProviderTimeout = (*Local)(nil)
-)
-
-// NewLocal returns a provider on st. timeout bounds each lego call; 0 means
-// DefaultTimeout.
-func NewLocal(st LocalStore, timeout time.Duration) *Local {
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	return &Local{store: st, timeout: timeout}
+// NewLocal returns a solver on st.
+func NewLocal(st LocalStore) *Local {
+	return &Local{store: st}
 }
 
 // BaseName strips a wildcard prefix and the trailing dot and lower-cases:
@@ -54,27 +38,6 @@ func NewLocal(st LocalStore, timeout time.Duration) *Local {
 func BaseName(domain string) string {
 	d := strings.ToLower(strings.TrimSuffix(domain, "."))
 	return strings.TrimPrefix(d, "*.")
-}
-
-// Present implements challenge.Provider.
-func (l *Local) Present(domain, _, keyAuth string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-	defer cancel()
-	return l.PresentContext(ctx, domain, keyAuth)
-}
-
-// CleanUp implements challenge.Provider.
-func (l *Local) CleanUp(domain, _, keyAuth string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-	defer cancel()
-	return l.CleanUpContext(ctx, domain, keyAuth)
-}
-
-// Timeout implements challenge.ProviderTimeout. lego sleeps the interval
-// before its first propagation check; our own zone serves the value at once,
-// so the interval is minimal.
-func (l *Local) Timeout() (timeout, interval time.Duration) {
-	return l.timeout, 10 * time.Millisecond
 }
 
 // PresentContext stores the DNS-01 value for domain.

@@ -48,18 +48,13 @@ func (s *Store) AccountByUsername(ctx context.Context, username string) (Account
 	return s.account(ctx, `username = ?`, username)
 }
 
-// AccountBySubdomain returns the account owning subdomain or ErrNotFound.
-func (s *Store) AccountBySubdomain(ctx context.Context, subdomain string) (Account, error) {
-	return s.account(ctx, `subdomain = ?`, subdomain)
-}
-
 func (s *Store) account(ctx context.Context, where, arg string) (Account, error) {
 	var (
 		a       Account
 		allow   string
 		created int64
 	)
-	err := s.db.QueryRowContext(ctx, s.dialect.rebind(
+	err := s.read.QueryRowContext(ctx, s.dialect.rebind(
 		`SELECT username, key_hash, subdomain, allow_from, created_at FROM accounts WHERE `+where), arg).
 		Scan(&a.Username, &a.KeyHash, &a.Subdomain, &allow, &created)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -77,7 +72,8 @@ func (s *Store) account(ctx context.Context, where, arg string) (Account, error)
 
 // DeleteAccount removes the account and all its values; its subdomain stops
 // existing in DNS. It returns ErrNotFound when there is no such account.
-func (s *Store) DeleteAccount(ctx context.Context, username string) error {
+func (s *Store) DeleteAccount(ctx context.Context, username string) (err error) {
+	defer func() { s.writes.record(err) }()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -116,7 +112,7 @@ func (s *Store) DeleteAccount(ctx context.Context, username string) error {
 // CountAccounts returns how many accounts exist.
 func (s *Store) CountAccounts(ctx context.Context) (int, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts`).Scan(&n); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: count accounts: %w", err)
 	}
 	return n, nil
@@ -155,7 +151,8 @@ func decodePrefixes(s string) ([]netip.Prefix, error) {
 
 // writeTx runs change in a transaction that holds the write lock, and
 // commits it.
-func (s *Store) writeTx(ctx context.Context, change func(*sql.Tx) error) error {
+func (s *Store) writeTx(ctx context.Context, change func(*sql.Tx) error) (err error) {
+	defer func() { s.writes.record(s.classify(err)) }()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -171,4 +168,13 @@ func (s *Store) writeTx(ctx context.Context, change func(*sql.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// classify marks a unique violation as ErrConflict, so that write health
+// does not count a taken name as a failing database.
+func (s *Store) classify(err error) error {
+	if err != nil && s.dialect.isUniqueViolation(err) {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
 }

@@ -108,13 +108,87 @@ func (s *Store) readState(ctx context.Context, q queryer, subdomain string, now 
 	return st, nil
 }
 
-// snapshotTx begins a read-only transaction that sees one consistent
-// snapshot (PostgreSQL's default READ COMMITTED would let a change commit
-// between two of its statements).
+// snapshotTx begins a read-only transaction, on the read pool, that sees
+// one consistent snapshot.
 func (s *Store) snapshotTx(ctx context.Context) (*sql.Tx, error) {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if s.dialect.name() == "postgres" {
-		opts.Isolation = sql.LevelRepeatableRead
+	return s.read.BeginTx(ctx, s.dialect.snapshot())
+}
+
+// changeRetention is how long the change row of a deleted account (its
+// tombstone) is kept before CompactChanges may remove it. It matches
+// staleInstanceAge: an instance silent that long has lost its instances
+// row, so compaction no longer waits for it.
+const changeRetention = staleInstanceAge
+
+// compactEvery is how often RunExpiry compacts the change feed.
+const compactEvery = time.Hour
+
+// CompactChanges removes the change rows of deleted accounts once nobody
+// can need them. Every write already keeps only the newest row per
+// subdomain (recordChange), so changes holds one row per live account plus
+// one per account ever deleted: registration churn would grow it without
+// bound. A tombstone is removed when it is older than changeRetention and
+// every follower has applied it: on PostgreSQL every instance with a
+// heartbeat row (an instance silent for a day loses its row and, when it
+// comes back, finds the mark below and reports unhealthy until restarted,
+// since it may have missed the deletion); on SQLite this process's poller,
+// the only follower. The newest row is always kept, so the sequence
+// followers compare against never goes back. The highest sequence removed
+// is recorded in changes_compacted.
+func (s *Store) CompactChanges(ctx context.Context) (removed int64, err error) {
+	if s.follow == nil {
+		return 0, nil
 	}
-	return s.db.BeginTx(ctx, opts)
+	bound := s.follow.appliedSeq()
+	cutoff := s.opts.Now().Add(-changeRetention).UnixNano()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		if s.notifies() {
+			var least sql.NullInt64
+			if err := tx.QueryRowContext(ctx, `SELECT MIN(applied_seq) FROM instances`).Scan(&least); err != nil {
+				return err
+			}
+			if least.Valid && least.Int64 < bound {
+				bound = least.Int64
+			}
+		}
+		var through sql.NullInt64
+		if err := tx.QueryRowContext(ctx, s.dialect.rebind(
+			`SELECT MAX(seq) FROM changes c WHERE seq <= ? AND created_at < ? AND seq < (SELECT MAX(seq) FROM changes)
+			 AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.subdomain = c.subdomain)`), bound, cutoff).Scan(&through); err != nil {
+			return err
+		}
+		if !through.Valid {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, s.dialect.rebind(
+			`DELETE FROM changes WHERE seq <= ? AND created_at < ?
+			 AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.subdomain = changes.subdomain)`), through.Int64, cutoff)
+		if err != nil {
+			return err
+		}
+		if removed, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.dialect.rebind(
+			`UPDATE changes_compacted SET through_seq = ? WHERE id = 1 AND through_seq < ?`), through.Int64, through.Int64)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: compact changes: %w", err)
+	}
+	if removed > 0 {
+		s.log.Info("change feed compacted", "tombstones_removed", removed)
+	}
+	return removed, nil
+}
+
+// compactedThrough is the highest sequence compaction may have removed.
+func (s *Store) compactedThrough(ctx context.Context, q queryer) (int64, error) {
+	var through int64
+	if err := q.QueryRowContext(ctx, `SELECT through_seq FROM changes_compacted WHERE id = 1`).Scan(&through); err != nil {
+		return 0, fmt.Errorf("read compaction mark: %w", err)
+	}
+	return through, nil
 }

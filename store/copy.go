@@ -23,7 +23,7 @@ type TableCopy struct {
 // restarts there, heartbeats and leases are live state.
 func isRuntimeTable(name string) bool {
 	switch name {
-	case "schema_migrations", "changes", "instances", "leases":
+	case "schema_migrations", "changes", "instances", "leases", "health_probe", "changes_compacted":
 		return true
 	}
 	return false
@@ -37,7 +37,9 @@ func isRuntimeTable(name string) bool {
 // dst: running instances would not learn of the copied rows until they
 // restart.
 func CopyTo(ctx context.Context, src, dst *Store) ([]TableCopy, error) {
-	if src.dialect.name() != "sqlite3" || dst.dialect.name() != "postgres" {
+	_, fromSQLite := src.dialect.(sqliteDialect)
+	_, toPostgres := dst.dialect.(postgresDialect)
+	if !fromSQLite || !toPostgres {
 		return nil, fmt.Errorf("store: copy: from %s to %s is not supported; expected sqlite3 to postgres", src.dialect.name(), dst.dialect.name())
 	}
 	tables, err := sqliteTables(ctx, src.db)

@@ -61,7 +61,7 @@ func startFollower(ctx context.Context, s *Store, dsn, channel string) (*followe
 // store's own load covered everything before it.
 func newFollower(ctx context.Context, s *Store) (*follower, error) {
 	f := &follower{s: s, own: map[int64]bool{}, acked: make(chan struct{}, 1)}
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&f.applied); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM changes`).Scan(&f.applied); err != nil {
 		return nil, fmt.Errorf("store: follow changes: %w", err)
 	}
 	return f, nil
@@ -348,6 +348,17 @@ func (f *follower) catchUp(ctx context.Context) error {
 	}
 	if upTo <= from {
 		return nil
+	}
+	// Compaction removed deletions up to this mark: one this instance had
+	// not applied may be among them, and nothing would tell it the name is
+	// gone. Only an instance silent for a day gets here (see
+	// CompactChanges); a restart reloads everything.
+	through, err := f.s.compactedThrough(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("catch up: %w", err)
+	}
+	if from < through {
+		return fmt.Errorf("catch up: this instance applied changes up to %d but the change feed was compacted through %d, so deletions may have been missed; restart it to reload", from, through)
 	}
 	rows, err := tx.QueryContext(ctx, f.s.dialect.rebind(`SELECT subdomain, MAX(seq) FROM changes WHERE seq > ? GROUP BY subdomain`), from)
 	if err != nil {

@@ -310,7 +310,7 @@ func TestConfirmAll(t *testing.T) {
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Errorf("AddValue returned after %v although an instance lags; want the confirm wait", took)
 	}
-	if got, err := writer.Values(ctx, acct.Subdomain); err != nil || !slices.Contains(got, "bounded") {
+	if got, err := values(ctx, writer, acct.Subdomain); err != nil || !slices.Contains(got, "bounded") {
 		t.Errorf("value not stored after unconfirmed update: %q, %v", got, err)
 	}
 }

@@ -49,7 +49,7 @@ func (s *Store) migrateStep(ctx context.Context, all []migration) (applied bool,
 		return false, tx.Commit()
 	}
 	v := current + 1
-	if _, err := tx.ExecContext(ctx, all[v-1].sql(s.dialect.name())); err != nil {
+	if _, err := tx.ExecContext(ctx, s.dialect.migrationSQL(all[v-1])); err != nil {
 		return false, fmt.Errorf("store: migration %d (%s): %w", v, all[v-1].Name, err)
 	}
 	if _, err := tx.ExecContext(ctx, s.dialect.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), v, s.opts.Now().UnixNano()); err != nil {

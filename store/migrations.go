@@ -14,14 +14,6 @@ type migration struct {
 	Postgres string
 }
 
-// sql returns the step's text for dialect name d.
-func (m migration) sql(d string) string {
-	if d == "postgres" && m.Postgres != "" {
-		return m.Postgres
-	}
-	return m.SQLite
-}
-
 // migrations lists every schema step in order; the position (from 1) is the
 // version recorded in schema_migrations. Append new steps at the end.
 func migrations() []migration {
@@ -173,6 +165,46 @@ func migrations() []migration {
 			UPDATE certificates SET next_action = 1 WHERE status <> 'revoked';
 			CREATE INDEX certificates_by_next_action ON certificates(next_action);
 			CREATE INDEX certificates_by_status ON certificates(status, next_action);`,
+		},
+		{
+			// Several CAs (issuer/cas.go, store/castates.go): which CA issued
+			// each certificate's material, the CA it is pinned to, the CA of
+			// its order in flight; and each CA's shared state, so every
+			// instance skips a CA that rate-limits or is down.
+			Name: "certificate CAs and CA states",
+			SQLite: `ALTER TABLE certificates ADD COLUMN ca TEXT NOT NULL DEFAULT '';
+			ALTER TABLE certificates ADD COLUMN ca_pin TEXT NOT NULL DEFAULT '';
+			ALTER TABLE certificates ADD COLUMN order_ca TEXT NOT NULL DEFAULT '';
+			CREATE TABLE ca_states (
+				name         TEXT PRIMARY KEY,
+				paused_until BIGINT NOT NULL DEFAULT 0,
+				failures     INTEGER NOT NULL DEFAULT 0,
+				kind         TEXT NOT NULL DEFAULT '',
+				last_error   TEXT NOT NULL DEFAULT '',
+				updated_at   BIGINT NOT NULL
+			);`,
+		},
+		{
+			// health_probe: the row /health rewrites to learn whether the
+			// store still takes writes when nothing else wrote lately.
+			// changes_compacted: the highest change sequence compaction
+			// may have removed (see CompactChanges); a follower that
+			// applied less may have missed a deletion. txt_values_live
+			// covers every column the start-up load reads, so it walks one
+			// index in order instead of looking each value up in the table
+			// (it replaces txt_values_by_subdomain, its prefix).
+			Name: "health write probe, change compaction mark, covering value index",
+			SQLite: `CREATE TABLE health_probe (
+				id        INTEGER PRIMARY KEY,
+				probed_at BIGINT NOT NULL
+			);
+			CREATE TABLE changes_compacted (
+				id          INTEGER PRIMARY KEY,
+				through_seq BIGINT NOT NULL
+			);
+			INSERT INTO changes_compacted (id, through_seq) VALUES (1, 0);
+			CREATE INDEX txt_values_live ON txt_values(subdomain, seq, expires_at, value);
+			DROP INDEX txt_values_by_subdomain;`,
 		},
 		{
 			// The issuer's validation method and ACME profile of each

@@ -47,3 +47,22 @@ func (s *Store) SetPersistentValue(ctx context.Context, subdomain, txt string) e
 	s.confirmEverywhere(ctx, st.Version)
 	return nil
 }
+
+// Values returns the live values of subdomain, oldest first: the issuer
+// reads its dns-persist-01 record back before rewriting it. It reads
+// from the write pool, so a value just set is seen.
+func (s *Store) Values(ctx context.Context, subdomain string) ([]string, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
+	}
+	defer tx.Rollback()
+	if err := s.requireSubdomain(ctx, tx, subdomain); err != nil {
+		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
+	}
+	vs, err := s.liveValues(ctx, tx, subdomain, s.opts.Now())
+	if err != nil {
+		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
+	}
+	return vs, nil
+}

@@ -108,7 +108,7 @@ func (o *Options) applyDefaults() {
 		o.Logger = slog.Default()
 	}
 	if o.InstanceID == "" {
-		o.InstanceID = defaultInstanceID()
+		o.InstanceID = NewInstanceID()
 	}
 	if o.ConfirmTimeout <= 0 {
 		o.ConfirmTimeout = 3 * time.Second
@@ -124,19 +124,27 @@ func (o *Options) applyDefaults() {
 	}
 }
 
-func defaultInstanceID() string {
+// NewInstanceID names a process among those sharing a database:
+// "host/pid/random". Host and pid let an operator (and the failover test)
+// tell which process holds what; the random part keeps a restarted process
+// with a recycled pid, or a pid repeated across containers, distinct. cmd makes one per process and hands it to the store and the
+// issuer, so heartbeats and leases name the same instance.
+func NewInstanceID() string {
 	host, err := os.Hostname()
-	if err != nil {
+	if err != nil || host == "" {
 		host = "unknown"
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Store is safe for concurrent use.
 type Store struct {
+	// db takes writes; read serves reads that need no write lock (on
+	// PostgreSQL the same pool).
 	db      *sql.DB
+	read    *sql.DB
 	dialect dialect
 	opts    Options
 	log     *slog.Logger
@@ -157,6 +165,9 @@ type Store struct {
 	subs   map[int]func(SubdomainState)
 	nextID int
 
+	// writes is what /health learns about the store's ability to write.
+	writes writeHealth
+
 	// keySubs receive TSIG key changes (tsig.go).
 	keySubs keySubscribers
 }
@@ -172,40 +183,42 @@ func Open(ctx context.Context, driver, dsn string, opts Options) (*Store, error)
 	if err != nil {
 		return nil, err
 	}
-	db, err := d.open(dsn)
+	db, read, err := d.open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", driver, err)
 	}
-	s := &Store{db: db, dialect: d, opts: opts, log: opts.Logger.With("component", "store"), subs: map[int]func(SubdomainState){}}
-	var schema string
-	if d.name() == "postgres" {
-		// Instances sharing a schema share its lock and change channel;
-		// other schemas in the same database (tests) stay apart.
-		if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("store: open postgres: %w", err)
-		}
-		h := fnv.New64a()
-		h.Write([]byte("delegated/" + schema))
-		s.lockKey = int64(h.Sum64())
-	}
-	if err := s.migrate(ctx); err != nil {
+	closeAll := func() {
 		db.Close()
+		if read != db {
+			read.Close()
+		}
+	}
+	s := &Store{db: db, read: read, dialect: d, opts: opts, log: opts.Logger.With("component", "store"), subs: map[int]func(SubdomainState){}}
+	scope, err := d.scope(ctx, db)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("store: open %s: %w", driver, err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("delegated/" + scope))
+	s.lockKey = int64(h.Sum64())
+	if err := s.migrate(ctx); err != nil {
+		closeAll()
 		return nil, err
 	}
-	var f *follower
-	if d.name() == "postgres" {
-		f, err = startFollower(ctx, s, dsn, "delegated_changes_"+schema)
-	} else {
-		f, err = startPoller(ctx, s)
-	}
+	d.warnExposed(s.log, dsn)
+	f, err := d.follow(ctx, s, dsn, scope)
 	if err != nil {
-		db.Close()
+		closeAll()
 		return nil, err
 	}
 	s.follow = f
 	return s, nil
 }
+
+// InstanceID is the name this process has among those sharing the
+// database (Options.InstanceID).
+func (s *Store) InstanceID() string { return s.opts.InstanceID }
 
 // Close stops following other instances and releases the database.
 // Subscribers receive nothing more.
@@ -213,19 +226,28 @@ func (s *Store) Close() error {
 	if s.follow != nil {
 		s.follow.stop()
 	}
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close()
+	if s.read != s.db {
+		err = errors.Join(err, s.read.Close())
+	}
+	if err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
 }
 
-// Ping reports whether the store can serve reads and writes and, on
-// PostgreSQL, whether it follows the other instances' changes: while the
-// change feed is down this instance may answer stale values, so it is not
-// healthy even if queries work.
+// Ping reports whether the store can serve reads and take writes and
+// whether it follows the changes other instances (PostgreSQL) or processes
+// (SQLite) commit: while the change feed is down this instance may answer
+// stale values, and while writes fail every /update does, so it is not
+// healthy even if reads work. Writes are judged by the last write's outcome
+// and, when nothing was written for a while, by a probe (see writeHealth).
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	if err := s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	if err := s.writes.check(ctx, s.probeWrite); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
 	if s.follow != nil {

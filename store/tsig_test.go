@@ -188,7 +188,7 @@ func TestUpdateValues(t *testing.T) {
 		if err := s.UpdateValues(ctx, a.Subdomain, nil, []ValueChange{{OpAdd, "v1"}, {OpAdd, "v2"}, {OpAdd, "v3"}, {OpRemove, "v2"}}); err != nil {
 			t.Fatal(err)
 		}
-		if vs, _ := s.Values(ctx, a.Subdomain); !slices.Equal(vs, []string{"v3"}) {
+		if vs, _ := values(ctx, s, a.Subdomain); !slices.Equal(vs, []string{"v3"}) {
 			t.Fatalf("values %q", vs)
 		}
 		errStop := errors.New("prerequisite")
@@ -197,7 +197,7 @@ func TestUpdateValues(t *testing.T) {
 		if err != errStop || !slices.Equal(saw, []string{"v3"}) {
 			t.Fatalf("check: %v, saw %q", err, saw)
 		}
-		if vs, _ := s.Values(ctx, a.Subdomain); !slices.Equal(vs, []string{"v3"}) {
+		if vs, _ := values(ctx, s, a.Subdomain); !slices.Equal(vs, []string{"v3"}) {
 			t.Fatalf("values after failed check %q", vs)
 		}
 		if err := s.UpdateValues(ctx, a.Subdomain, nil, []ValueChange{{OpClear, ""}}); err != nil {

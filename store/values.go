@@ -150,28 +150,11 @@ func (s *Store) Republish(ctx context.Context, subdomain string) error {
 // CountValues returns how many values are live across all accounts.
 func (s *Store) CountValues(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.dialect.rebind(`SELECT COUNT(*) FROM txt_values WHERE expires_at > ?`), s.opts.Now().UnixNano()).Scan(&n)
+	err := s.read.QueryRowContext(ctx, s.dialect.rebind(`SELECT COUNT(*) FROM txt_values WHERE expires_at > ?`), s.opts.Now().UnixNano()).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: count values: %w", err)
 	}
 	return n, nil
-}
-
-// Values returns the live values of subdomain, oldest first.
-func (s *Store) Values(ctx context.Context, subdomain string) ([]string, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
-	}
-	defer tx.Rollback()
-	if err := s.requireSubdomain(ctx, tx, subdomain); err != nil {
-		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
-	}
-	vs, err := s.liveValues(ctx, tx, subdomain, s.opts.Now())
-	if err != nil {
-		return nil, fmt.Errorf("store: values of %s: %w", subdomain, err)
-	}
-	return vs, nil
 }
 
 // inTx runs change for an existing subdomain inside a write transaction,
@@ -239,7 +222,7 @@ func (s *Store) ExpireValues(ctx context.Context) error {
 	// which is nearly always, it must not take the write lock, which on
 	// PostgreSQL is shared by all instances.
 	var found int
-	err := s.db.QueryRowContext(ctx, s.dialect.rebind(anyExpiredQuery), now.UnixNano()).Scan(&found)
+	err := s.read.QueryRowContext(ctx, s.dialect.rebind(anyExpiredQuery), now.UnixNano()).Scan(&found)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil
@@ -249,6 +232,11 @@ func (s *Store) ExpireValues(ctx context.Context) error {
 
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	return s.expire(ctx, now)
+}
+
+func (s *Store) expire(ctx context.Context, now time.Time) (err error) {
+	defer func() { s.writes.record(err) }()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: expire values: %w", err)
@@ -307,10 +295,18 @@ func (s *Store) ExpireValues(ctx context.Context) error {
 // RunExpiry calls ExpireValues every interval until ctx ends. Values are also
 // filtered by expiry when read, so the interval only bounds how long an
 // expired value may still be answered in DNS.
+// It also compacts the change feed every compactEvery (CompactChanges).
 func (s *Store) RunExpiry(ctx context.Context, interval time.Duration) {
+	lastCompact := time.Now()
 	every(ctx, interval, func() {
 		if err := s.ExpireValues(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("expiring values failed", "err", err)
+		}
+		if time.Since(lastCompact) >= compactEvery {
+			lastCompact = time.Now()
+			if _, err := s.CompactChanges(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("compacting the change feed failed", "err", err)
+			}
 		}
 	})
 }
@@ -327,51 +323,4 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 			fn()
 		}
 	}
-}
-
-// Load streams the state of every subdomain (accounts without values
-// included, since their names exist) to fn, reading each account once. It is
-// how the DNS view is built at start.
-func (s *Store) Load(ctx context.Context, fn func(SubdomainState) error) error {
-	// Each state carries its change sequence, so a change that commits
-	// while the load runs and reaches a subscriber (queued by the view until
-	// the load ends) is ordered correctly against it.
-	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(
-		`SELECT a.subdomain, COALESCE(c.seq, 0), v.value FROM accounts a
-		 LEFT JOIN (SELECT subdomain, MAX(seq) AS seq FROM changes GROUP BY subdomain) c ON c.subdomain = a.subdomain
-		 LEFT JOIN txt_values v ON v.subdomain = a.subdomain AND v.expires_at > ?
-		 ORDER BY a.subdomain, v.seq`), s.opts.Now().UnixNano())
-	if err != nil {
-		return fmt.Errorf("store: load: %w", err)
-	}
-	defer rows.Close()
-	var cur *SubdomainState
-	for rows.Next() {
-		var (
-			sub     string
-			version int64
-			val     sql.NullString
-		)
-		if err := rows.Scan(&sub, &version, &val); err != nil {
-			return fmt.Errorf("store: load: %w", err)
-		}
-		if cur == nil || cur.Subdomain != sub {
-			if cur != nil {
-				if err := fn(*cur); err != nil {
-					return err
-				}
-			}
-			cur = &SubdomainState{Subdomain: sub, Version: version}
-		}
-		if val.Valid {
-			cur.Values = append(cur.Values, val.String)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: load: %w", err)
-	}
-	if cur != nil {
-		return fn(*cur)
-	}
-	return nil
 }

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -170,17 +169,17 @@ func printCredentials(w io.Writer, c httpapi.Credentials, domain, serverURL stri
 	if key == "" {
 		key = "<domain>"
 	}
-	reg, err := json.Marshal(c)
+	reg, err := marshalPlain(c)
 	if err != nil {
 		return err
 	}
-	lego, err := json.Marshal(map[string]legoAccount{key: {
+	lego, err := marshalPlain(map[string]legoAccount{key: {
 		FullDomain: c.Fulldomain, SubDomain: c.Subdomain, Username: c.Username, Password: c.Password, ServerURL: serverURL,
 	}})
 	if err != nil {
 		return err
 	}
-	cm, err := json.Marshal(map[string]httpapi.Credentials{key: c})
+	cm, err := marshalPlain(map[string]httpapi.Credentials{key: c})
 	if err != nil {
 		return err
 	}
@@ -193,6 +192,19 @@ func printCredentials(w io.Writer, c httpapi.Credentials, domain, serverURL stri
 	return err
 }
 
+// marshalPlain is json.Marshal without HTML escaping: the output is read
+// by people and pasted into files, where "<domain>" must not read
+// "\u003cdomain\u003e".
+func marshalPlain(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
 var errDaemonDown = errors.New("daemon not running")
 
 // daemonURL is the base URL of the first configured API listener, with an
@@ -201,22 +213,15 @@ func daemonURL(cfg *config.Config) (string, error) {
 	if len(cfg.API.Listen) == 0 {
 		return "", errors.New("no api.listen address")
 	}
-	ap, err := netip.ParseAddrPort(cfg.API.Listen[0])
+	ap, err := netip.ParseAddrPort(dialable(cfg.API.Listen[0]))
 	if err != nil {
 		return "", err
-	}
-	addr := ap.Addr()
-	if addr.IsUnspecified() {
-		addr = netip.MustParseAddr("127.0.0.1")
-		if ap.Addr().Is6() {
-			addr = netip.IPv6Loopback()
-		}
 	}
 	scheme := "http"
 	if cfg.API.TLS == "files" || cfg.API.TLS == "acme" {
 		scheme = "https"
 	}
-	return scheme + "://" + net.JoinHostPort(addr.String(), strconv.Itoa(int(ap.Port()))), nil
+	return scheme + "://" + ap.String(), nil
 }
 
 // daemonClient talks to our own daemon. Over TLS it accepts exactly the

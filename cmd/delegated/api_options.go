@@ -1,13 +1,9 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,18 +20,15 @@ const registrationTokenEnv = "DELEGATED_REGISTRATION_TOKEN"
 // token (file or environment, once, at start), builds the metrics registry
 // and forwards SIGHUP to the certificate reloader. stop undoes the signal
 // subscription.
-func apiOptions(cfg *config.Config, log *slog.Logger, dnsMetrics prometheus.Collector) (opts httpapi.Options, stop func(), err error) {
+func apiOptions(cfg *config.Config, in startInputs, log *slog.Logger, dnsMetrics prometheus.Collector) (opts httpapi.Options, stop func(), err error) {
 	a := cfg.API
-	mode, err := httpapi.ParseRegistrationMode(a.Registration)
-	if err != nil {
-		return opts, nil, &exitError{code: 2, err: err}
-	}
-	token, err := registrationToken(a)
-	if err != nil {
-		return opts, nil, err
-	}
-	if mode == httpapi.RegistrationToken && token == "" {
-		return opts, nil, &exitError{code: 2, err: fmt.Errorf("%s: api.registration_token_file: api.registration = \"token\" needs a token: set api.registration_token_file or the environment variable %s", cfg.Path, registrationTokenEnv)}
+	// config.Load checked the word; this maps it to the API's type.
+	mode := httpapi.RegistrationOpen
+	switch a.Registration {
+	case config.RegistrationToken:
+		mode = httpapi.RegistrationToken
+	case config.RegistrationClosed:
+		mode = httpapi.RegistrationClosed
 	}
 	opts = httpapi.Options{
 		Zone:              cfg.Zone.Domain,
@@ -43,14 +36,10 @@ func apiOptions(cfg *config.Config, log *slog.Logger, dnsMetrics prometheus.Coll
 		BcryptCost:        a.BcryptCost,
 		Logger:            log,
 		Registration:      mode,
-		RegistrationToken: token,
+		RegistrationToken: in.registrationToken,
 		TrustedProxies:    a.TrustedProxyPrefixes,
-	}
-	if a.RegisterRate != "" {
-		opts.RegisterRate, opts.RegisterPer, err = config.ParseRate(a.RegisterRate)
-		if err != nil {
-			return opts, nil, &exitError{code: 2, err: fmt.Errorf("%s: api.register_rate: %w", cfg.Path, err)}
-		}
+		RegisterRate:      a.RegisterRateN,
+		RegisterPer:       a.RegisterRatePer,
 	}
 	if *a.Metrics {
 		reg := prometheus.NewRegistry()
@@ -87,23 +76,4 @@ func apiOptions(cfg *config.Config, log *slog.Logger, dnsMetrics prometheus.Coll
 		}
 	}
 	return opts, stop, nil
-}
-
-// registrationToken reads the token from the file, else the environment.
-func registrationToken(a config.API) (string, error) {
-	if a.RegistrationTokenFile != "" {
-		b, err := os.ReadFile(a.RegistrationTokenFile)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return "", &exitError{code: 2, err: fmt.Errorf("api.registration_token_file: %w", err)}
-			}
-			return "", fmt.Errorf("api.registration_token_file: %w", err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", &exitError{code: 2, err: fmt.Errorf("api.registration_token_file: %s is empty", a.RegistrationTokenFile)}
-		}
-		return tok, nil
-	}
-	return strings.TrimSpace(os.Getenv(registrationTokenEnv)), nil
 }

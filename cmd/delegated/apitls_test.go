@@ -71,7 +71,11 @@ func testIssuerService(t *testing.T, dir, extra string) (*config.Config, *store.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	isvc, err := newIssuerService(cfg, st, log)
+	in, err := preflight(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isvc, err := newIssuerService(cfg, in.issuer, st, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,44 +59,60 @@ func certificatesCommand() command {
 			return err
 		}
 		var state operator.IssuerState
-		if err := cl.call(ctx, "GET", "/v1/issuer", nil, &state); err == nil && !state.PausedUntil.IsZero() {
-			fmt.Fprintf(stdout, "CA rate limit: ordering paused for the account until %s: %s\n\n", formatTime(state.PausedUntil), state.PauseReason)
+		if err := cl.call(ctx, "GET", "/v1/issuer", nil, &state); err == nil {
+			paused := false
+			for _, ca := range state.CAs {
+				if !ca.PausedUntil.IsZero() {
+					paused = true
+					fmt.Fprintf(stdout, "CA %s paused until %s (%s): %s\n", ca.Name, formatTime(ca.PausedUntil), ca.Kind, ca.Reason)
+				}
+			}
+			if paused {
+				fmt.Fprintln(stdout)
+			}
 		}
-		if len(certs) == 0 {
-			fmt.Fprintln(stdout, "no certificates")
-			return nil
-		}
-		w := bufio.NewWriter(stdout)
-		defer w.Flush()
-		for _, c := range certs {
-			fmt.Fprintf(w, "Certificate Name: %s\n", c.Name)
-			fmt.Fprintf(w, "  Domains: %s\n", strings.Join(c.Domains, " "))
-			fmt.Fprintf(w, "  Status: %s\n", c.Status)
-			fmt.Fprintf(w, "  Challenge: %s\n", c.Challenge)
-			if c.Profile != "" {
-				fmt.Fprintf(w, "  Profile: %s\n", c.Profile)
-			}
-			if c.LastError != "" {
-				fmt.Fprintf(w, "  Last error: %s\n", strings.ReplaceAll(c.LastError, "\n", "\n    "))
-			}
-			if !c.NotAfter.IsZero() {
-				fmt.Fprintf(w, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
-				fmt.Fprintf(w, "  Serial: %s\n", c.Serial)
-			}
-			if !c.RenewAt.IsZero() {
-				fmt.Fprintf(w, "  Renewal: %s\n", formatTime(c.RenewAt))
-			}
-			if !c.NextAttempt.IsZero() {
-				fmt.Fprintf(w, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
-			} else if c.Attempts > 0 {
-				fmt.Fprintf(w, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, c.Name)
-			}
-			fmt.Fprintf(w, "  Certificate Path: %s\n", c.Paths.FullChain)
-			fmt.Fprintf(w, "  Private Key Path: %s\n", c.Paths.PrivKey)
-		}
+		printCertificates(stdout, certs)
 		return nil
 	}
 	return c
+}
+
+// printCertificates is the human form of `certificates`. Names and errors
+// go through printable: one stored before names were validated must not
+// put raw escapes on the terminal.
+func printCertificates(stdout io.Writer, certs []issuer.Cert) {
+	if len(certs) == 0 {
+		fmt.Fprintln(stdout, "no certificates")
+		return
+	}
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	for _, c := range certs {
+		fmt.Fprintf(w, "Certificate Name: %s\n", printable(c.Name))
+		fmt.Fprintf(w, "  Domains: %s\n", printable(strings.Join(c.Domains, " ")))
+		fmt.Fprintf(w, "  Status: %s\n", c.Status)
+		fmt.Fprintf(w, "  Challenge: %s\n", c.Challenge)
+		if c.Profile != "" {
+			fmt.Fprintf(w, "  Profile: %s\n", printable(c.Profile))
+		}
+		if c.LastError != "" {
+			fmt.Fprintf(w, "  Last error: %s\n", strings.ReplaceAll(printableText(c.LastError), "\n", "\n    "))
+		}
+		if !c.NotAfter.IsZero() {
+			fmt.Fprintf(w, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
+			fmt.Fprintf(w, "  Serial: %s\n", c.Serial)
+		}
+		if !c.RenewAt.IsZero() {
+			fmt.Fprintf(w, "  Renewal: %s\n", formatTime(c.RenewAt))
+		}
+		if !c.NextAttempt.IsZero() {
+			fmt.Fprintf(w, "  Next attempt: %s (after %d failed)\n", formatTime(c.NextAttempt), c.Attempts)
+		} else if c.Attempts > 0 {
+			fmt.Fprintf(w, "  Failed attempts: %d (run `delegated retry --cert-name %s`)\n", c.Attempts, printable(c.Name))
+		}
+		fmt.Fprintf(w, "  Certificate Path: %s\n", printable(c.Paths.FullChain))
+		fmt.Fprintf(w, "  Private Key Path: %s\n", printable(c.Paths.PrivKey))
+	}
 }
 
 func delegationCommand() command {
@@ -123,7 +139,7 @@ func delegationCommand() command {
 		missing := 0
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		for _, c := range certs {
-			fmt.Fprintf(tw, "; %s (%s)\n", c.Name, c.Status)
+			fmt.Fprintf(tw, "; %s (%s)\n", printable(c.Name), c.Status)
 			for _, d := range c.Delegations {
 				state := "✓ in place"
 				if !d.OK {
@@ -235,7 +251,7 @@ func confirmDelete(cert issuer.Cert, stdin io.Reader, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "Its files in %s and its private key are removed.\n", cert.Paths.Dir)
 	}
 	if cert.Status == issuer.StatusActive {
-		fmt.Fprintf(stderr, "It is still valid; afterwards delegated can no longer revoke it (delegated revoke --cert-name %s first if it must be).\n", cert.Name)
+		fmt.Fprintf(stderr, "It is still valid; afterwards delegated can no longer revoke it (delegated revoke --cert-name %s first if it must be).\n", printable(cert.Name))
 	}
 	fmt.Fprint(stderr, "Type y to delete [y/N]: ")
 	if stdin == nil {

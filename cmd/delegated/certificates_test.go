@@ -61,3 +61,26 @@ func TestConfirmDelete(t *testing.T) {
 		})
 	}
 }
+
+// TestCertificatesPrintNoEscapes: a name or error holding a newline or an
+// escape sequence (stored before names were validated) is printed quoted,
+// never raw.
+func TestCertificatesPrintNoEscapes(t *testing.T) {
+	evil := "x\x1b[2J\ny"
+	cert := issuer.Cert{Name: evil, Domains: []string{"a.example"}, Status: issuer.StatusFailed, Challenge: "dns-01", Attempts: 2, LastError: "deploy: open live/" + evil + ": bad\nsecond line"}
+	cert.Paths.FullChain = "/certs/live/" + evil + "/fullchain.pem"
+	cert.Paths.PrivKey = "/certs/live/" + evil + "/privkey.pem"
+	var out bytes.Buffer
+	printCertificates(&out, []issuer.Cert{cert})
+	if strings.ContainsRune(out.String(), '\x1b') {
+		t.Fatalf("raw escape printed:\n%q", out.String())
+	}
+	for _, want := range []string{`Certificate Name: "x\x1b[2J\ny"`, `--cert-name "x\x1b[2J\ny"`, "\n    second line\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if n := strings.Count(out.String(), "\n"); n != 10 {
+		t.Errorf("%d lines, want 10 (the name's newline must not start a line):\n%s", n, out.String())
+	}
+}

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/delegated/delegated/e2e/harness"
 )
 
 // daemonProcess is `delegated serve` running as a real child process.
 type daemonProcess struct {
 	cmd              *exec.Cmd
-	stderr           *lockedBuffer
+	stderr           *harness.LockedBuffer
 	exited           chan error // receives cmd.Wait's result once
 	dnsPort, apiPort int
 }
@@ -27,7 +29,7 @@ type daemonProcess struct {
 func startProcess(t *testing.T, dir string) *daemonProcess {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		p := &daemonProcess{stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+		p := &daemonProcess{stderr: &harness.LockedBuffer{}, exited: make(chan error, 1)}
 		p.dnsPort, p.apiPort = freePort(t), freePort(t)
 		writeConfig(t, dir, p.dnsPort, p.apiPort)
 		p.cmd = runMain(t, dir, "serve", "--config", "config.toml")

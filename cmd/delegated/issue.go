@@ -19,7 +19,7 @@ func (s *domainList) Set(v string) error { *s = append(*s, v); return nil }
 func issueCommand(stdin io.Reader) command {
 	c := command{
 		Name:  "issue",
-		Usage: "--cert-name NAME -d DOMAIN [-d DOMAIN]... [--challenge dns-01|dns-account-01|dns-persist-01] [--profile NAME] [--no-wait] | --batch FILE|-",
+		Usage: "--cert-name NAME -d DOMAIN [-d DOMAIN]... [--challenge dns-01|dns-account-01|dns-persist-01] [--profile NAME] [--ca NAME] [--no-wait] | --batch FILE|-",
 		Short: "Obtain a certificate through the running daemon",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -31,6 +31,7 @@ func issueCommand(stdin io.Reader) command {
 		challenge := fs.String("challenge", "", "validation `method`: dns-01, dns-account-01 or dns-persist-01 (default [issuer] challenge, else dns-01)")
 		profile := fs.String("profile", "", "ACME profile `name` the CA lists, e.g. classic or shortlived (default [issuer] profile, else the CA's choice)")
 		noWait := fs.Bool("no-wait", false, "return once the request is recorded")
+		ca := fs.String("ca", "", "order only from the configured CA `name` (no fallback), now and at renewals")
 		batch := fs.String("batch", "", "`file` of certificates, one per line: NAME DOMAIN [DOMAIN]... (- for stdin); implies --no-wait")
 		if err := parseFlags(fs, args); err != nil {
 			return err
@@ -41,6 +42,9 @@ func issueCommand(stdin io.Reader) command {
 		if *batch != "" {
 			if *name != "" || len(domains) > 0 {
 				return usageError("--batch takes the names and domains from the file; drop --cert-name and -d")
+			}
+			if *ca != "" {
+				return usageError("--ca pins one certificate; issue the certificates to pin one by one with --cert-name, -d and --ca")
 			}
 			cl, err := of.client()
 			if err != nil {
@@ -63,7 +67,7 @@ func issueCommand(stdin io.Reader) command {
 		if err != nil {
 			return err
 		}
-		body := map[string]any{"name": *name, "domains": []string(domains), "wait": !*noWait}
+		body := map[string]any{"name": *name, "domains": []string(domains), "ca": *ca, "wait": !*noWait}
 		if *challenge != "" {
 			body["challenge"] = *challenge
 		}

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 
 	"github.com/delegated/delegated/config"
 	"github.com/delegated/delegated/console"
@@ -39,54 +36,20 @@ type issuerService struct {
 	console *console.Console
 }
 
-// newIssuerService builds the issuer from cfg.Issuer; nil when absent.
-func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*issuerService, error) {
+// newIssuerService builds the issuer from cfg.Issuer and the inputs
+// preflight read; nil when absent.
+func newIssuerService(cfg *config.Config, in *issuerInputs, st *store.Store, log *slog.Logger) (*issuerService, error) {
 	ic := cfg.Issuer
-	if ic == nil {
+	if ic == nil || in == nil {
 		return nil, nil
-	}
-	var roots *x509.CertPool
-	if len(ic.CARoots) > 0 {
-		roots = x509.NewCertPool()
-		for _, p := range ic.CARoots {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return nil, &exitError{code: 2, err: fmt.Errorf("issuer.ca_roots: %w", err)}
-			}
-			if !roots.AppendCertsFromPEM(b) {
-				return nil, &exitError{code: 2, err: fmt.Errorf("issuer.ca_roots: %s holds no PEM certificate", p)}
-			}
-		}
-	}
-	hmac, err := secret(ic.EABHMACFile, envEABHMAC, "issuer.eab_hmac_file")
-	if err != nil {
-		return nil, err
-	}
-	if ic.EABKID != "" && hmac == "" {
-		return nil, &exitError{code: 2, err: fmt.Errorf("issuer.eab_kid is set but no HMAC key: set issuer.eab_hmac_file or %s", envEABHMAC)}
-	}
-	token, err := secret(ic.OperatorTokenFile, envOperatorToken, "issuer.operator_token_file")
-	if err != nil {
-		return nil, err
-	}
-	resolvers := ic.Resolvers
-	if len(resolvers) == 0 {
-		if resolvers, err = issuer.SystemResolvers("/etc/resolv.conf"); err != nil {
-			return nil, &exitError{code: 2, err: fmt.Errorf("issuer.resolvers: none configured and %w", err)}
-		}
 	}
 	iss, err := issuer.New(issuer.Options{
 		Zone:                cfg.Zone.Domain,
-		Directory:           ic.Directory,
-		Email:               ic.Email,
-		CARoots:             roots,
-		KeyType:             ic.KeyType,
-		EABKID:              ic.EABKID,
-		EABHMAC:             hmac,
-		PreferredChain:      ic.PreferredChain,
+		CAs:                 in.cas,
+		CABackoff:           ic.CABackoff.Duration,
 		Challenge:           ic.Challenge,
 		Profile:             ic.Profile,
-		Resolvers:           resolvers,
+		Resolvers:           in.resolvers,
 		SkipAuthoritative:   !*ic.CheckAuthoritative,
 		AuthoritativePort:   strconv.Itoa(ic.AuthoritativePort),
 		DeployDir:           ic.DeployDir,
@@ -98,11 +61,15 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 		CheckWorkers:        ic.MaxConcurrentChecks,
 		MaxConcurrentOrders: ic.MaxConcurrentOrders,
 		OrdersPerHour:       ic.OrdersPerHour,
-		Logger:              log,
-	}, st, providers.NewLocal(st, 0))
+		// One name per process: the store's heartbeats and the issuer's
+		// leases say the same instance.
+		InstanceID: st.InstanceID(),
+		Logger:     log,
+	}, st, providers.NewLocal(st))
 	if err != nil {
 		return nil, err
 	}
+	token := in.operatorToken
 	s := &issuerService{iss: iss, token: token, log: log}
 	opOpts := httpapi.OperatorOptions{Socket: ic.OperatorSocket, Token: token, Logger: log}
 	if token != "" {
@@ -116,18 +83,6 @@ func newIssuerService(cfg *config.Config, st *store.Store, log *slog.Logger) (*i
 	}
 	s.op = httpapi.NewOperator(opOpts, iss)
 	return s, nil
-}
-
-// secret reads a secret from file (trailing newline dropped) or env.
-func secret(file, env, key string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", &exitError{code: 2, err: fmt.Errorf("%s: %w", key, err)}
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	return strings.TrimSpace(os.Getenv(env)), nil
 }
 
 // tokenHandler is the operator API for the HTTP listener, or nil when no

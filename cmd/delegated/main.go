@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/delegated/delegated/config"
 )
 
 // command is one verb of the CLI.
@@ -54,6 +56,7 @@ func commands(stdin io.Reader) []command {
 		revokeCommand(),
 		deleteCommand(stdin),
 		migrateCommand(),
+		healthCommand(),
 		dnssecCommand(),
 	}
 }
@@ -130,4 +133,16 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return &exitError{code: 2, err: err}
 	}
 	return nil
+}
+
+// parseAndLoad parses args, refuses positional arguments and loads the
+// config file *path names: the start of every verb that only reads config.
+func parseAndLoad(fs *flag.FlagSet, args []string, path *string) (*config.Config, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError("unexpected argument %q", fs.Arg(0))
+	}
+	return loadConfig(*path)
 }

@@ -34,13 +34,7 @@ func serveCommand() command {
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs := newFlagSet(c, stderr)
 		path := fs.String("config", "config.toml", "configuration `file`")
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() > 0 {
-			return usageError("unexpected argument %q", fs.Arg(0))
-		}
-		cfg, err := loadConfig(*path)
+		cfg, err := parseAndLoad(fs, args, path)
 		if err != nil {
 			return err
 		}
@@ -64,6 +58,12 @@ func loadConfig(path string) (*config.Config, error) {
 // serve runs until ctx ends. ready, when not nil, receives the bound DNS
 // and API addresses once both serve (tests use it).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(dnsAddrs, apiAddrs []string)) error {
+	// Every outside input first: a bad one must stop the start before
+	// the database is created or migrated.
+	in, err := preflight(cfg)
+	if err != nil {
+		return err
+	}
 	var kek []byte
 	if cfg.DNS.Updates == "tsig" {
 		var err error
@@ -156,14 +156,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	if z.DNSSEC {
 		log.Info("dnssec signing on", "keys", dnssecKeys)
 	}
-	apiOpts, stopAPIOptions, err := apiOptions(cfg, log, dns.Collector())
+	apiOpts, stopAPIOptions, err := apiOptions(cfg, in, log, dns.Collector())
 	if err != nil {
 		return err
 	}
 	defer stopAPIOptions()
 	// The issuer (off without [issuer]) and its operator API, which the
 	// HTTP listener also serves when an operator token is configured.
-	isvc, err := newIssuerService(cfg, st, log)
+	isvc, err := newIssuerService(cfg, in.issuer, st, log)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,12 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/delegated/delegated/config"
+
+	"github.com/delegated/delegated/e2e/harness"
 )
 
 func writeTestCert(t *testing.T, certFile, keyFile string, serial int64) {
@@ -69,7 +69,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0], "serve", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "DELEGATED_RUN_MAIN=1")
-	stderr := &lockedBuffer{}
+	stderr := &harness.LockedBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -119,22 +119,4 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
 	}
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

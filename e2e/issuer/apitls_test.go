@@ -71,18 +71,21 @@ func TestAPITLSACME(t *testing.T) {
 		first, err = served()
 		return err
 	})
-	// The files are deployed (and served) before the deploy hook runs and
-	// the status turns active, so the status may lag the handshake.
-	harness.Eventually(t, 30*time.Second, 100*time.Millisecond, "delegated-api active with the served serial", func() error {
-		c, err := s.Certificate("delegated-api")
-		if err != nil {
+	// The files are deployed (and served) before the status says active,
+	// which it does once the deploy hook has run: wait for it.
+	var c e2e.Cert
+	harness.Eventually(t, 30*time.Second, 100*time.Millisecond, "delegated-api active", func() error {
+		if c, err = s.Certificate("delegated-api"); err != nil {
 			return err
 		}
-		if c.Status != "active" || c.Serial != fmt.Sprintf("%x", first.SerialNumber) {
-			return fmt.Errorf("status %s serial %s; served %x", c.Status, c.Serial, first.SerialNumber)
+		if c.Status != "active" {
+			return fmt.Errorf("status %s", c.Status)
 		}
 		return nil
 	})
+	if c.Serial != fmt.Sprintf("%x", first.SerialNumber) {
+		t.Fatalf("delegated-api: status %s serial %s; served %x", c.Status, c.Serial, first.SerialNumber)
+	}
 	if names := first.DNSNames; !slices.Contains(names, e2e.Zone) || !slices.Contains(names, "*."+e2e.Zone) || len(names) != 2 {
 		t.Errorf("served names %q, want %s and *.%s", names, e2e.Zone, e2e.Zone)
 	}
@@ -116,7 +119,7 @@ func TestAPITLSACME(t *testing.T) {
 		}
 		return nil
 	})
-	c, err := s.Certificate("delegated-api")
+	c, err = s.Certificate("delegated-api")
 	if err != nil {
 		t.Fatal(err)
 	}

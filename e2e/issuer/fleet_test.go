@@ -130,8 +130,9 @@ func (l *rateLimiter) front(pebble http.Handler) http.Handler {
 }
 
 // TestRateLimitPausesAccount: a 429 rateLimited with Retry-After pauses
-// ordering for the whole account (no new order reaches the CA before it
-// ends), is shown in status and logs, and ordering resumes after it.
+// ordering at that CA, i.e. for its account (no new order reaches the CA
+// before it ends; with one CA nothing else is asked), is shown in status
+// and logs, and ordering resumes after it.
 func TestRateLimitPausesAccount(t *testing.T) {
 	rl := &rateLimiter{retryAfter: 6 * time.Second}
 	s := e2e.Start(t, e2e.Options{CAFront: rl.front})
@@ -142,7 +143,7 @@ func TestRateLimitPausesAccount(t *testing.T) {
 	s.SetCNAMEs(records(t, out))
 	harness.Eventually(t, 30*time.Second, 200*time.Millisecond, "rate limit shown", func() error {
 		out, _ := s.CLI("certificates")
-		if !strings.Contains(out, "CA rate limit: ordering paused for the account until") || !strings.Contains(out, "too many new orders (test)") {
+		if !strings.Contains(out, "CA default paused until") || !strings.Contains(out, "(rate_limited): ") || !strings.Contains(out, "too many new orders (test)") {
 			return fmt.Errorf("not shown yet:\n%s", out)
 		}
 		return nil
@@ -165,7 +166,7 @@ func TestRateLimitPausesAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(log), `msg="CA rate limit: ordering paused for the account"`); n != 1 {
+	if n := strings.Count(string(log), `msg="CA paused after a failure on its side" component=issuer ca=default kind=rate_limited`); n != 1 {
 		t.Errorf("the log says the account was paused %d times, want once:\n%s", n, log)
 	}
 	if strings.Contains(string(log), "attempt failed") {

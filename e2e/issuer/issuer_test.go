@@ -266,15 +266,7 @@ func checkDeployed(t *testing.T, s *e2e.Stack, c e2e.Cert, names []string) {
 	if len(certs) < 2 {
 		t.Fatalf("fullchain holds %d certificates, want leaf and chain", len(certs))
 	}
-	roots, err := s.Pebble.RootPool()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+	if err := verifiesAgainst(t, c, s.Pebble); err != nil {
 		t.Errorf("fullchain does not verify against Pebble's root: %v", err)
 	}
 	got := slices.Clone(certs[0].DNSNames)

@@ -51,7 +51,9 @@ type Stack struct {
 	Customer  *harness.NSD
 	Resolver  *harness.Unbound
 	Pebble    *harness.Pebble
-	Daemon    *harness.Process
+	// Pebble2 is the second CA (Options.SecondCA), with its own root.
+	Pebble2 *harness.Pebble
+	Daemon  *harness.Process
 
 	// PrevLogs are the logs of runs before a Restart.
 	PrevLogs []string
@@ -96,6 +98,12 @@ type Options struct {
 	// whose handler is CAFront(pebble): it sees, and may lose, every
 	// request the daemon sends the CA. Not with DeferPebble.
 	CAFront func(pebble http.Handler) http.Handler
+	// SecondCA starts a second Pebble (its own root) and configures the
+	// two as [[issuer.ca]] tables "first" (Pebble, through CAFront when
+	// set) and "second" (Pebble2), each with CAAIdentities[k] as its
+	// caa_identities when given.
+	SecondCA      bool
+	CAAIdentities [2][]string
 }
 
 // DeadServers opens n name servers that never answer (a UDP socket that
@@ -209,12 +217,20 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.DeployDir = filepath.Join(dir, "certs")
 	s.Socket = filepath.Join(dir, "delegated.sock")
 	s.APIURL = "http://" + apiAddr
-	cfg := DaemonConfig{
+	dc := DaemonConfig{
 		DNS: dnsAddr, API: apiAddr, StoreDSN: "delegated.db",
 		Directory: directory, CARoots: minica, Resolver: s.Resolver.Addr, AuthoritativePort: Port(t, s.Customer.Addr),
 		DeployHook: hook, DelegationRecheck: opts.DelegationRecheck, IssuerExtra: opts.IssuerExtra,
 		DNSSEC: opts.DNSSEC,
-	}.TOML()
+	}
+	if opts.SecondCA {
+		s.Pebble2 = harness.StartPebble(t, s.pebbleOpts)
+		dc.CAs = []DaemonCA{
+			{Name: "first", Directory: directory, CARoots: minica, CAAIdentities: opts.CAAIdentities[0]},
+			{Name: "second", Directory: s.Pebble2.DirectoryURL, CARoots: s.Pebble2.MiniCAPath, CAAIdentities: opts.CAAIdentities[1]},
+		}
+	}
+	cfg := dc.TOML()
 	for name, content := range opts.Files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
@@ -247,6 +263,15 @@ type DaemonConfig struct {
 	Zone string
 	// DNSSEC sets [zone] dnssec = true.
 	DNSSEC bool
+	// CAs, when set, replace Directory and CARoots with [[issuer.ca]]
+	// tables.
+	CAs []DaemonCA
+}
+
+// DaemonCA is one [[issuer.ca]] table.
+type DaemonCA struct {
+	Name, Directory, CARoots string
+	CAAIdentities            []string
 }
 
 // TOML renders the configuration file.
@@ -267,12 +292,27 @@ func (c DaemonConfig) TOML() string {
 		fmt.Fprintf(&b, "driver = %q\n", c.StoreDriver)
 	}
 	fmt.Fprintf(&b, "dsn = %q\n\n", c.StoreDSN)
-	fmt.Fprintf(&b, "[issuer]\nemail = \"e2e@example.test\"\ndirectory = %q\nca_roots = [%q]\nresolvers = [%q]\n", c.Directory, c.CARoots, c.Resolver)
+	if len(c.CAs) == 0 {
+		fmt.Fprintf(&b, "[issuer]\nemail = \"e2e@example.test\"\ndirectory = %q\nca_roots = [%q]\nresolvers = [%q]\n", c.Directory, c.CARoots, c.Resolver)
+	} else {
+		fmt.Fprintf(&b, "[issuer]\nresolvers = [%q]\n", c.Resolver)
+	}
 	fmt.Fprintf(&b, "authoritative_port = %d\ndeploy_dir = \"certs\"\n", c.AuthoritativePort)
 	if c.DeployHook != "" {
 		fmt.Fprintf(&b, "deploy_hook = %q\n", c.DeployHook)
 	}
 	fmt.Fprintf(&b, "delegation_recheck = %q\noperator_token_file = \"operator.token\"\n%s\n", c.DelegationRecheck, c.IssuerExtra)
+	// The tables come last: keys after [[issuer.ca]] would belong to it.
+	for _, ca := range c.CAs {
+		fmt.Fprintf(&b, "\n[[issuer.ca]]\nname = %q\ndirectory = %q\nemail = \"e2e@example.test\"\nca_roots = [%q]\n", ca.Name, ca.Directory, ca.CARoots)
+		if len(ca.CAAIdentities) > 0 {
+			q := make([]string, len(ca.CAAIdentities))
+			for k, id := range ca.CAAIdentities {
+				q[k] = strconv.Quote(id)
+			}
+			fmt.Fprintf(&b, "caa_identities = [%s]\n", strings.Join(q, ", "))
+		}
+	}
 	return b.String()
 }
 
@@ -392,12 +432,15 @@ func (s *Stack) frontCA(front func(http.Handler) http.Handler) (directory, roots
 }
 
 // CustomerZone is the customer's zone example.test with the given
-// _acme-challenge CNAMEs (owner → target).
-func CustomerZone(serial uint32, cnames map[string]string) string {
+// _acme-challenge CNAMEs (owner → target) and extra zone-file lines.
+func CustomerZone(serial uint32, cnames map[string]string, extra ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "$ORIGIN example.test.\n$TTL 0\n@ SOA ns hostmaster %d 3600 600 86400 0\n@ NS ns\nns A 127.0.0.1\n@ A 127.0.0.1\nwww A 127.0.0.1\n", serial)
 	for owner, target := range cnames {
 		fmt.Fprintf(&b, "%s CNAME %s\n", owner, target)
+	}
+	for _, line := range extra {
+		b.WriteString(line + "\n")
 	}
 	return b.String()
 }
@@ -405,8 +448,15 @@ func CustomerZone(serial uint32, cnames map[string]string) string {
 // SetCNAMEs replaces the customer zone's CNAMEs (NSD reload, new serial).
 func (s *Stack) SetCNAMEs(cnames map[string]string) {
 	s.t.Helper()
+	s.SetCustomerZone(cnames)
+}
+
+// SetCustomerZone replaces the customer zone's CNAMEs and extra lines (CAA
+// records, say) at once.
+func (s *Stack) SetCustomerZone(cnames map[string]string, extra ...string) {
+	s.t.Helper()
 	s.serial++
-	if err := s.Customer.Reload(CustomerZone(s.serial, cnames)); err != nil {
+	if err := s.Customer.Reload(CustomerZone(s.serial, cnames, extra...)); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -462,7 +512,12 @@ type Cert struct {
 	Serial    string   `json:"serial"`
 	Challenge string   `json:"challenge"`
 	Profile   string   `json:"profile"`
-	Paths     struct {
+	// CA issued the current certificate; CAPin is the pinned CA.
+	CA    string `json:"ca"`
+	CAPin string `json:"ca_pin"`
+	// RenewAt is set once the renewal is planned (ARI asked).
+	RenewAt string `json:"renew_at"`
+	Paths   struct {
 		Dir, Cert, Chain, FullChain, PrivKey string
 	} `json:"paths"`
 }
