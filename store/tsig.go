@@ -60,7 +60,11 @@ type keySubscribers struct {
 
 // SubscribeTSIGKeys registers fn to receive every TSIG key change committed
 // from now on, with the same rules as Subscribe: synchronous for this
-// instance's writes, from the follower for others', ordered by Version.
+// instance's writes, from the follower for others'. A follower's catch-up
+// may hand a subdomain's key again under an older Version than one already
+// delivered (it re-reads keys of changes this instance wrote itself), so
+// fn applies a state only when its Version is newer than the one it holds,
+// as dnsserver.TSIGKeys does.
 // While someone subscribes, every followed change also re-reads the changed
 // subdomain's key (one indexed read).
 func (s *Store) SubscribeTSIGKeys(fn func(TSIGKeyState)) (cancel func()) {
