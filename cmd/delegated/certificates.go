@@ -98,6 +98,12 @@ func printCertificates(stdout io.Writer, certs []issuer.Cert) {
 			fmt.Fprintf(w, "  Expiry: %s (%d days left)\n", formatTime(c.NotAfter), c.DaysLeft)
 			fmt.Fprintf(w, "  Serial: %s\n", c.Serial)
 		}
+		if c.CA != "" {
+			fmt.Fprintf(w, "  CA: %s\n", printable(c.CA))
+		}
+		if c.CAPin != "" {
+			fmt.Fprintf(w, "  Pinned to CA: %s\n", printable(c.CAPin))
+		}
 		if !c.RenewAt.IsZero() {
 			fmt.Fprintf(w, "  Renewal: %s\n", formatTime(c.RenewAt))
 		}
