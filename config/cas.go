@@ -61,6 +61,7 @@ func (c *Config) validateCAs() error {
 			{"issuer.eab_kid", is.EABKID != ""},
 			{"issuer.eab_hmac_file", is.EABHMACFile != ""},
 			{"issuer.preferred_chain", is.PreferredChain != ""},
+			{"issuer.profile", is.Profile != ""},
 		}
 		for _, s := range single {
 			if s.set {

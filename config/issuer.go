@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,14 @@ type Issuer struct {
 	EABHMACFile string `toml:"eab_hmac_file"`
 	// PreferredChain is the issuer common name of the preferred chain's top.
 	PreferredChain string `toml:"preferred_chain"`
+	// Challenge is the validation method of certificates that name none:
+	// "dns-01" (default), "dns-account-01" or "dns-persist-01".
+	Challenge string `toml:"challenge"`
+	// Profile is the ACME profile of certificates that name none (e.g.
+	// Let's Encrypt's "classic", "tlsserver", "shortlived"); empty lets
+	// the CA choose. Checked against the CA's directory when used. A
+	// single-CA key: with [[issuer.ca]] tables each CA names its own.
+	Profile string `toml:"profile"`
 	// Resolvers (host:port) for the delegation check; default the
 	// nameservers of /etc/resolv.conf.
 	Resolvers []string `toml:"resolvers"`
@@ -89,6 +98,9 @@ func (c *Config) validateIssuer() error {
 		return err
 	}
 	if err := c.validateCABackoff(); err != nil {
+		return err
+	}
+	if err := c.validateChallengeProfile(is); err != nil {
 		return err
 	}
 	for i, r := range is.Resolvers {
@@ -158,5 +170,26 @@ func (c *Config) validateIssuer() error {
 	}
 	is.OperatorSocket = c.abs(is.OperatorSocket)
 	is.OperatorTokenFile = c.abs(is.OperatorTokenFile)
+	return nil
+}
+
+// validateChallengeProfile normalises issuer.challenge (default dns-01) and
+// checks issuer.profile's syntax; whether the CA offers the profile is
+// known only once its directory is read.
+func (c *Config) validateChallengeProfile(is *Issuer) error {
+	switch m := strings.ToLower(strings.TrimSpace(is.Challenge)); m {
+	case "":
+		is.Challenge = "dns-01"
+	case "dns-01", "dns-account-01", "dns-persist-01":
+		is.Challenge = m
+	default:
+		return c.fail("issuer.challenge", "%q is not supported; expected one of \"dns-01\", \"dns-account-01\", \"dns-persist-01\"", is.Challenge)
+	}
+	is.Profile = strings.TrimSpace(is.Profile)
+	for _, r := range is.Profile {
+		if r <= ' ' || r > '~' {
+			return c.fail("issuer.profile", "%q is not a profile name; expected a name the CA lists, such as \"classic\" or \"shortlived\"", is.Profile)
+		}
+	}
 	return nil
 }

@@ -30,7 +30,7 @@ func TestIssuerSection(t *testing.T) {
 		}
 		is := c.Issuer
 		if is.KeyType != "EC256" || is.DelegationRecheck.Duration != 5*time.Minute || is.RetryInterval.Duration != 15*time.Minute ||
-			is.RetryAttempts != 5 || !*is.CheckAuthoritative || is.AuthoritativePort != 53 {
+			is.RetryAttempts != 5 || !*is.CheckAuthoritative || is.AuthoritativePort != 53 || is.Challenge != "dns-01" || is.Profile != "" {
 			t.Errorf("defaults: %+v", is)
 		}
 		if is.DeployDir != filepath.Join(dir, "certs") {
@@ -38,6 +38,16 @@ func TestIssuerSection(t *testing.T) {
 		}
 		if is.OperatorSocket != filepath.Join(dir, "data", "delegated.sock") {
 			t.Errorf("operator_socket %s, want next to the store", is.OperatorSocket)
+		}
+	})
+
+	t.Run("challenge and profile", func(t *testing.T) {
+		c, err := Parse([]byte(base+"[issuer]\ndirectory = \"https://ca.example/dir\"\nchallenge = \"DNS-Persist-01\"\nprofile = \"shortlived\"\n"), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Issuer.Challenge != "dns-persist-01" || c.Issuer.Profile != "shortlived" {
+			t.Errorf("challenge %q profile %q", c.Issuer.Challenge, c.Issuer.Profile)
 		}
 	})
 
@@ -55,6 +65,8 @@ func TestIssuerSection(t *testing.T) {
 		{"bad attempts", "directory = \"https://ca/dir\"\nretry_attempts = -1", "issuer.retry_attempts", "out of range"},
 		{"negative renew_before", "directory = \"https://ca/dir\"\nrenew_before = \"-1h\"", "issuer.renew_before", "negative"},
 		{"bad port", "directory = \"https://ca/dir\"\nauthoritative_port = 70000", "issuer.authoritative_port", "not a port"},
+		{"bad challenge", "directory = \"https://ca/dir\"\nchallenge = \"http-01\"", "issuer.challenge", "dns-account-01"},
+		{"bad profile", "directory = \"https://ca/dir\"\nprofile = \"short lived\"", "issuer.profile", "not a profile name"},
 		{"unknown key", "directory = \"https://ca/dir\"\nemial = \"a@b.c\"", "issuer.emial", "unknown key"},
 	}
 	for _, tc := range tests {

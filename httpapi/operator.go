@@ -213,10 +213,7 @@ func (o *Operator) Shutdown(ctx context.Context) error {
 }
 
 type issueRequest struct {
-	Name    string   `json:"name"`
-	Domains []string `json:"domains"`
-	// CA pins the certificate to the configured CA of that name.
-	CA string `json:"ca"`
+	operator.Request
 	// Wait streams progress (NDJSON) until the attempt ends.
 	Wait bool `json:"wait"`
 }
@@ -273,9 +270,9 @@ func (o *Operator) issue(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	if !o.decode(w, r, &req) {
 		return
 	}
-	name := strings.TrimSpace(req.Name)
-	o.run(w, r, name, req.Wait, func() (operator.Cert, bool, error) {
-		c, err := o.iss.Issue(r.Context(), operator.Request{Name: name, Domains: req.Domains, CA: req.CA})
+	req.Name = strings.TrimSpace(req.Name)
+	o.run(w, r, req.Name, req.Wait, func() (operator.Cert, bool, error) {
+		c, err := o.iss.Issue(r.Context(), req.Request)
 		return c, c.Status == operator.StatusProcessing, err
 	})
 }

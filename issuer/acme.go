@@ -44,7 +44,7 @@ func (i *Issuer) core(ctx context.Context, ca *caClient) (*api.Core, error) {
 		if err != nil {
 			return nil, err
 		}
-		ca.acmeCore = c
+		ca.acmeCore, ca.acmeAccount = c, acct.URI
 		return c, nil
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
@@ -98,7 +98,7 @@ func (i *Issuer) register(ctx context.Context, ca *caClient, key crypto.PrivateK
 	if err := i.store.SaveACMEAccount(ctx, store.ACMEAccount{Directory: ca.Directory, Email: ca.Email, KeyPEM: keyPEM, URI: ext.Location}); err != nil {
 		return nil, "", err
 	}
-	ca.acmeCore = c
+	ca.acmeCore, ca.acmeAccount = c, ext.Location
 	return c, ext.Location, nil
 }
 
@@ -151,7 +151,13 @@ type inFlight struct {
 // resumes an interrupted order; save records the order's state before each
 // step that would be lost in a restart. replaces is the ARI identifier of
 // the certificate being renewed, or "".
-func (i *Issuer) obtain(ctx context.Context, ca *caClient, domains []string, prev inFlight, replaces string, save func(inFlight) error, emit func(Event)) (*issued, error) {
+func (i *Issuer) obtain(ctx context.Context, ca *caClient, o orderSpec, prev inFlight, replaces string, save func(inFlight) error, emit func(Event)) (*issued, error) {
+	domains := o.domains
+	// The certificate's own profile, else the CA's default.
+	profile := o.profile
+	if profile == "" {
+		profile = ca.Profile
+	}
 	core, err := i.core(ctx, ca)
 	if err != nil {
 		return nil, err
@@ -162,10 +168,17 @@ func (i *Issuer) obtain(ctx context.Context, ca *caClient, domains []string, pre
 		emit(Event{Step: StepOrder, OK: true, Detail: fmt.Sprintf("%s resumed (%s)", order.Location, order.Status)})
 	} else {
 		prev = inFlight{}
+		// The CA may have dropped the profile since the request: say so
+		// before ordering rather than relay its refusal.
+		if o.profile != "" {
+			if err := profileOffered(core.GetDirectory().Meta.Profiles, o.profile, ca.Directory); err != nil {
+				return nil, err
+			}
+		}
 		// A lost answer here leaves an unused order at the CA, which
 		// expires on its own: cheaper than failing the attempt.
 		err = i.retryCA(ctx, "new order", func() (err error) {
-			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces, Profile: ca.Profile})
+			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{ReplacesCertID: replaces, Profile: profile})
 			return err
 		})
 		if err != nil && replaces != "" {
@@ -173,7 +186,7 @@ func (i *Issuer) obtain(ctx context.Context, ca *caClient, domains []string, pre
 			// that cannot match the old certificate (Pebble fails on some
 			// serials) must not block the renewal.
 			i.log.Warn("order as ARI replacement refused; ordering without it", "replaces", replaces, "err", err)
-			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{Profile: ca.Profile})
+			order, err = core.Orders.NewWithOptions(domains, &api.OrderOptions{Profile: profile})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("new order: %w", err)
@@ -187,7 +200,7 @@ func (i *Issuer) obtain(ctx context.Context, ca *caClient, domains []string, pre
 	var key crypto.PrivateKey
 	switch order.Status {
 	case acme.StatusPending, acme.StatusReady:
-		if err := i.solveAll(ctx, core, order.Authorizations, emit); err != nil {
+		if err := i.solveAll(ctx, ca, core, order.Authorizations, o, emit); err != nil {
 			return nil, err
 		}
 		if key, err = certcrypto.GeneratePrivateKey(ca.keyType); err != nil {
@@ -310,13 +323,10 @@ func chainIssuedBy(bundle []byte, cn string) bool {
 
 // solveAll presents every authorization's value, then triggers and polls
 // them concurrently. Values are removed afterwards even when ctx ended.
-func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []string, emit func(Event)) error {
-	type solved struct {
-		domain, keyAuth string
-	}
+func (i *Issuer) solveAll(ctx context.Context, ca *caClient, core *api.Core, authzURLs []string, o orderSpec, emit func(Event)) error {
 	var (
 		mu      sync.Mutex
-		present []solved
+		present []solution
 	)
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -351,25 +361,15 @@ func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []strin
 					emit(Event{Step: StepAuthorization, OK: true, Detail: domain + " already valid"})
 					return nil
 				}
-				var chal *acme.Challenge
-				for k := range authz.Challenges {
-					if authz.Challenges[k].Type == "dns-01" {
-						chal = &authz.Challenges[k]
-					}
-				}
-				if chal == nil {
-					return fmt.Errorf("authorization %s: the CA offers no dns-01 challenge", domain)
-				}
-				keyAuth, err := core.GetKeyAuthorization(chal.Token)
+				chal, sol, err := i.present(ctx, ca, core, u, authz, domain, o.method, o.domains)
 				if err != nil {
 					return fmt.Errorf("authorization %s: %w", domain, err)
 				}
-				if err := i.solver.PresentContext(ctx, domain, keyAuth); err != nil {
-					return fmt.Errorf("authorization %s: %w", domain, err)
+				if sol != nil {
+					mu.Lock()
+					present = append(present, *sol)
+					mu.Unlock()
 				}
-				mu.Lock()
-				present = append(present, solved{domain, keyAuth})
-				mu.Unlock()
 				// A resumed order's challenge may already be under
 				// validation: triggering it again is an error, and the
 				// value just presented again is what the CA reads.
@@ -400,7 +400,7 @@ func (i *Issuer) solveAll(ctx context.Context, core *api.Core, authzURLs []strin
 					emit(Event{Step: StepAuthorization, Detail: domain, Error: err.Error()})
 					return fmt.Errorf("authorization %s: %w", domain, err)
 				}
-				emit(Event{Step: StepAuthorization, OK: true, Detail: fmt.Sprintf("%s valid (%s)", domain, time.Since(started).Round(time.Millisecond))})
+				emit(Event{Step: StepAuthorization, OK: true, Detail: fmt.Sprintf("%s valid (%s, %s)", domain, o.method, time.Since(started).Round(time.Millisecond))})
 				return nil
 			}()
 		}()

@@ -21,7 +21,8 @@ import (
 // certificates, with their challenge subdomains, are created in one
 // transaction and checked by the scheduler's check pool (no inline check,
 // no waiting); a certificate that exists with the same domains is left
-// alone, so running the same batch again changes nothing.
+// alone, so running the same batch again changes nothing. A request that
+// names no validation method or profile gets the configured defaults.
 func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (operator.BatchResult, error) {
 	line := func(k int) int {
 		if k < len(lines) {
@@ -46,7 +47,12 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 			continue
 		}
 		seen[name] = line(k)
-		items[k] = item{name, domains}
+		method, profile, err := i.requestOptions(ctx, r)
+		if err != nil {
+			problems = append(problems, operator.LineProblem{Line: line(k), Error: err.Error()})
+			continue
+		}
+		items[k] = item{name: name, domains: domains, method: method, profile: profile}
 	}
 	if len(problems) > 0 {
 		return operator.BatchResult{}, &operator.BatchError{Problems: problems}
@@ -68,7 +74,7 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 	var changed []item
 	for k, it := range items {
 		c, ok := have[it.name]
-		if ok && !slices.Equal(c.Domains, it.domains) {
+		if ok && !it.same(c) {
 			changed = append(changed, it)
 			if i.busyHere(it.name) {
 				problems = append(problems, operator.LineProblem{Line: line(k), Error: errBusy(it.name).Error()})
@@ -79,6 +85,18 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 		return operator.BatchResult{}, &operator.BatchError{Problems: problems}
 	}
 	for try := 0; ; try++ {
+		// Methods other than dns-01 name records of their own (per
+		// account, or the lasting persist record): assigned one by one,
+		// first, so a dns-01 request for the same base name finds the
+		// subdomain they reserved.
+		itemDels := make([][]Delegation, len(items))
+		for k, it := range items {
+			if it.method != ChallengeDNS01 {
+				if itemDels[k], err = i.assignFor(ctx, it.domains, it.method, ""); err != nil {
+					return operator.BatchResult{}, fmt.Errorf("line %d: %w", line(k), err)
+				}
+			}
+		}
 		dels, reserve, err := i.assignBatch(ctx, items)
 		if err != nil {
 			return operator.BatchResult{}, err
@@ -90,6 +108,7 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 				fresh = append(fresh, store.Certificate{
 					Name: it.name, Domains: it.domains, Status: string(StatusPendingDelegation),
 					LastError: "delegation not checked yet", NextAction: now,
+					Challenge: it.method, Profile: it.profile,
 				})
 			}
 		}
@@ -106,26 +125,32 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 			i.log.Debug("challenge subdomain assigned", "base_name", r.Name.BaseName, "subdomain", r.Name.Subdomain)
 		}
 		for _, it := range changed {
-			if err := i.changeDomains(ctx, it.name, it.domains); err != nil {
+			if err := i.changeDomains(ctx, it); err != nil {
 				return operator.BatchResult{}, err
 			}
 		}
 		res.Certificates = make([]Cert, 0, len(items))
-		for _, it := range items {
+		for k, it := range items {
 			c, ok := have[it.name]
 			switch {
 			case !ok:
 				res.Created++
-				c = store.Certificate{Name: it.name, Domains: it.domains, Status: string(StatusPendingDelegation), LastError: "delegation not checked yet", NextAction: now}
-			case !slices.Equal(c.Domains, it.domains):
+				c = store.Certificate{Name: it.name, Domains: it.domains, Status: string(StatusPendingDelegation), LastError: "delegation not checked yet", NextAction: now,
+					Challenge: it.method, Profile: it.profile}
+			case !it.same(c):
 				res.Changed++
 				c.Domains, c.Status = it.domains, string(StatusPendingDelegation)
+				c.Challenge, c.Profile = it.method, it.profile
 			default:
 				res.Unchanged++
 			}
 			v := i.view(c)
-			for _, base := range baseNames(it.domains) {
-				v.Delegations = append(v.Delegations, dels[base])
+			if it.method != ChallengeDNS01 {
+				v.Delegations = itemDels[k]
+			} else {
+				for _, base := range baseNames(it.domains) {
+					v.Delegations = append(v.Delegations, dels[base])
+				}
 			}
 			res.Certificates = append(res.Certificates, v)
 		}
@@ -136,10 +161,17 @@ func (i *Issuer) IssueBatch(ctx context.Context, reqs []Request, lines []int) (o
 	return res, nil
 }
 
-// item is one request of a batch, normalised.
+// item is one request of a batch, normalised, with its validation method
+// and profile resolved against the defaults.
 type item struct {
-	name    string
-	domains []string
+	name            string
+	domains         []string
+	method, profile string
+}
+
+// same reports whether c already is what it asks for.
+func (it item) same(c store.Certificate) bool {
+	return sameRequest(c, it.domains, it.method, it.profile)
 }
 
 // baseNames are the distinct base names of domains, in order.
@@ -159,6 +191,9 @@ func (i *Issuer) assignBatch(ctx context.Context, items []item) (map[string]Dele
 	dels := map[string]Delegation{}
 	var reserve []store.ChallengeAccount
 	for _, it := range items {
+		if it.method != ChallengeDNS01 {
+			continue
+		}
 		for _, base := range baseNames(it.domains) {
 			if _, ok := dels[base]; ok {
 				continue
@@ -186,23 +221,32 @@ func (i *Issuer) assignBatch(ctx context.Context, items []item) (map[string]Dele
 	return dels, reserve, nil
 }
 
-// changeDomains replaces an existing certificate's domains; it waits in
-// pending delegation for a check soon (its old material keeps serving
-// until the new certificate exists).
-func (i *Issuer) changeDomains(ctx context.Context, name string, domains []string) error {
+// changeDomains replaces an existing certificate's domains, method and
+// profile; it waits in pending delegation for a check soon (its old
+// material keeps serving until the new certificate exists).
+func (i *Issuer) changeDomains(ctx context.Context, it item) error {
 	var err error
-	if !i.withClaim(name, func(hctx context.Context) bool {
+	if !i.withClaim(it.name, func(hctx context.Context) bool {
 		var c store.Certificate
-		if c, err = i.store.CertificateByName(ctx, name); err != nil {
+		if c, err = i.store.CertificateByName(ctx, it.name); err != nil {
 			return false
 		}
-		c.Domains, c.Status, c.Attempts, c.NextAttempt, c.CheckFailures = domains, string(StatusPendingDelegation), 0, time.Time{}, 0
+		prev := c
+		c.Domains, c.Status, c.Attempts, c.NextAttempt, c.CheckFailures = it.domains, string(StatusPendingDelegation), 0, time.Time{}, 0
+		c.Challenge, c.Profile = it.method, it.profile
 		c.LastError = "delegation not checked yet"
 		c.NextAction = i.opts.Now().Add(time.Second)
-		err = i.save(hctx, &c)
+		if err = i.save(hctx, &c); err != nil {
+			return false
+		}
+		if methodOf(prev) == ChallengeDNSPersist01 {
+			if perr := i.syncPersist(hctx, prev.Domains); perr != nil {
+				i.log.Warn("updating dns-persist-01 records failed", "cert", it.name, "err", perr)
+			}
+		}
 		return false
 	}) {
-		return errBusy(name)
+		return errBusy(it.name)
 	}
 	return err
 }

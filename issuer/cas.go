@@ -59,6 +59,11 @@ type caClient struct {
 
 	coreMu   sync.Mutex
 	acmeCore *api.Core
+	// acmeAccount is the account URL of acmeCore (dns-account-01 labels,
+	// dns-persist-01 records).
+	acmeAccount string
+	// tap lets the issuer read ACME fields lego drops (tap.go).
+	tap *bodyTap
 
 	stats caStats
 }
@@ -112,7 +117,8 @@ func newCAClients(opts *Options) ([]*caClient, error) {
 		if ca.CARoots != nil {
 			tr.TLSClientConfig = &tls.Config{RootCAs: ca.CARoots, MinVersion: tls.VersionTLS12}
 		}
-		out = append(out, &caClient{CA: ca, keyType: kt, httpClient: &http.Client{Timeout: 30 * time.Second, Transport: tr}})
+		tap := newBodyTap(tr)
+		out = append(out, &caClient{CA: ca, keyType: kt, tap: tap, httpClient: &http.Client{Timeout: 30 * time.Second, Transport: tap}})
 	}
 	return out, nil
 }
@@ -201,6 +207,10 @@ func (i *Issuer) obtainAny(ctx context.Context, c *store.Certificate, save func(
 			return nil, fmt.Errorf("certificate pinned to CA %q, which is not configured; issue it again with --ca NAME or without --ca", c.CAPin)
 		}
 		cands = []*caClient{ca}
+	} else if methodOf(*c) == ChallengeDNSAccount01 {
+		// The customer's records name the first CA's account: no other
+		// CA could validate them (recordsCA).
+		cands = cands[:1]
 	} else if c.OrderURL != "" {
 		if k := slices.IndexFunc(cands, func(ca *caClient) bool { return ca.Name == c.OrderCA }); k > 0 {
 			cands = append([]*caClient{cands[k]}, slices.Delete(slices.Clone(cands), k, k+1)...)
@@ -313,13 +323,14 @@ func (i *Issuer) obtainAt(ctx context.Context, ca *caClient, c *store.Certificat
 		replaces = replacesID(c.CertPEM, c.Domains)
 	}
 	c.OrderCA = ca.Name
-	res, err := i.obtain(ctx, ca, c.Domains, prev, replaces, save, emit)
+	o := orderSpec{domains: c.Domains, method: methodOf(*c), profile: c.Profile}
+	res, err := i.obtain(ctx, ca, o, prev, replaces, save, emit)
 	if err != nil && ctx.Err() == nil && accountMissing(err) {
 		if rerr := i.reregister(ctx, ca); rerr != nil {
 			return nil, fmt.Errorf("%w; registering the account again failed: %w", err, rerr)
 		}
 		c.OrderURL, c.OrderKeyPEM = "", ""
-		res, err = i.obtain(ctx, ca, c.Domains, inFlight{}, replaces, save, emit)
+		res, err = i.obtain(ctx, ca, o, inFlight{}, replaces, save, emit)
 	}
 	return res, err
 }

@@ -37,7 +37,7 @@ func (i *Issuer) recheckDue(ctx context.Context, name string) {
 // when the customer's servers did not answer: at once with wait, else
 // through the batched writer.
 func (i *Issuer) checkAndApply(ctx context.Context, c store.Certificate, wait bool) ([]Delegation, error) {
-	dels, err := i.assign(ctx, c.Domains)
+	dels, err := i.assignFor(ctx, c.Domains, methodOf(c), c.CAPin)
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,7 @@ type Store interface {
 	ACMEAccountFor(ctx context.Context, directory, email string) (store.ACMEAccount, error)
 	SaveACMEAccount(ctx context.Context, a store.ACMEAccount) error
 	Leaser
+	persistStore
 }
 
 // Solver presents and removes DNS-01 values; providers.Local is the one the
@@ -78,6 +79,12 @@ type Options struct {
 	// PreferredChain is the common name of the root the chain should end
 	// at, when the CA offers alternates.
 	PreferredChain string
+	// Challenge is the validation method of requests that name none:
+	// dns-01 (default), dns-account-01 or dns-persist-01 (challenges.go).
+	Challenge string
+	// Profile is the ACME profile of requests that name none; "" lets the
+	// CA choose (profile.go).
+	Profile string
 	// Resolvers are host:port recursive resolvers for the delegation
 	// check. Required (cmd fills the system's by default).
 	Resolvers []string
@@ -179,6 +186,10 @@ func New(opts Options, st Store, solver Solver) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
+	if opts.Challenge, err = ParseChallenge(opts.Challenge); err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	opts.Profile = strings.TrimSpace(opts.Profile)
 	if len(opts.Resolvers) == 0 {
 		return nil, errors.New("issuer: no resolvers for the delegation check")
 	}

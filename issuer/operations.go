@@ -54,7 +54,11 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 	if err := i.checkPin(req.CA); err != nil {
 		return Cert{}, err
 	}
-	dels, err := i.assign(ctx, domains)
+	method, profile, err := i.requestOptions(ctx, req)
+	if err != nil {
+		return Cert{}, err
+	}
+	dels, err := i.assignFor(ctx, domains, method, req.CA)
 	if err != nil {
 		return Cert{}, err
 	}
@@ -70,7 +74,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		case err != nil:
 			ierr = err
 			return false
-		case slices.Equal(c.Domains, domains) && Status(c.Status) == StatusActive && !i.needsOtherCA(c, req.CA):
+		case sameRequest(c, domains, method, profile) && Status(c.Status) == StatusActive && !i.needsOtherCA(c, req.CA):
 			if c.CAPin != req.CA {
 				c.CAPin = req.CA
 				ierr = i.save(ctx, &c)
@@ -80,12 +84,19 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		}
 		// A changed domain list (or a pin to another CA) keeps the old
 		// material (still deployed) until the new certificate exists.
+		prev := c
 		c.Domains, c.CAPin = domains, req.CA
+		c.Challenge, c.Profile = method, profile
 		c.Attempts = 0
 		c.NextAttempt = time.Time{}
 		i.checkDelegations(ctx, dels)
 		if ierr = i.applyDelegation(ctx, &c, dels); ierr != nil {
 			return false
+		}
+		if methodOf(prev) == ChallengeDNSPersist01 {
+			if err := i.syncPersist(ctx, prev.Domains); err != nil {
+				i.log.Warn("updating dns-persist-01 records failed", "cert", name, "err", err)
+			}
 		}
 		v = i.view(c)
 		return Status(c.Status) == StatusProcessing
@@ -98,7 +109,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Cert, error) {
 		// An attempt is in flight: for the same domains the caller may
 		// follow it; a change must wait until it ends.
 		c, err := i.store.CertificateByName(ctx, name)
-		if err == nil && slices.Equal(c.Domains, domains) && c.CAPin == req.CA {
+		if err == nil && sameRequest(c, domains, method, profile) && c.CAPin == req.CA {
 			v = i.view(c)
 			break
 		}
@@ -140,7 +151,7 @@ func (i *Issuer) Retry(ctx context.Context, name string) (Cert, error) {
 			return false
 		}
 		c.Status, c.Attempts, c.NextAttempt = string(StatusPendingDelegation), 0, time.Time{}
-		if dels, rerr = i.assign(ctx, c.Domains); rerr != nil {
+		if dels, rerr = i.assignFor(ctx, c.Domains, methodOf(c), c.CAPin); rerr != nil {
 			return false
 		}
 		i.checkDelegations(ctx, dels)
@@ -246,6 +257,12 @@ func (i *Issuer) Delete(ctx context.Context, name string) error {
 		}
 		for _, n := range released {
 			i.log.Info("challenge subdomain released", "base_name", n.BaseName, "subdomain", n.Subdomain)
+		}
+		// A dns-persist-01 record no remaining certificate uses goes too
+		// (or loses the wildcard policy only this one needed).
+		if err := i.syncPersist(ctx, c.Domains); err != nil {
+			derr = err
+			return false
 		}
 		derr = removeDeployed(pathsFor(i.opts.DeployDir, name))
 		i.log.Info("certificate deleted", "cert", name)

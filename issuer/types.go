@@ -60,6 +60,7 @@ func (i *Issuer) view(c store.Certificate) Cert {
 		NextAttempt: c.NextAttempt, Attempts: c.Attempts, RenewAt: c.RenewAt,
 		NextAction: c.NextAction, CheckFailures: c.CheckFailures,
 		Paths: pathsFor(i.opts.DeployDir, c.Name), CAPin: c.CAPin,
+		Challenge: methodOf(c), Profile: c.Profile,
 	}
 	if c.Serial != "" {
 		v.CA = i.caOf(c).Name

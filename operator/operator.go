@@ -126,6 +126,11 @@ type Cert struct {
 	CA    string `json:"ca,omitempty"`
 	CAPin string `json:"ca_pin,omitempty"`
 	Paths Paths  `json:"paths"`
+	// Challenge is the validation method ("dns-01", "dns-account-01",
+	// "dns-persist-01"); Profile the ACME profile asked for ("" when the
+	// CA's own default applies).
+	Challenge string `json:"challenge"`
+	Profile   string `json:"profile,omitempty"`
 	// Delegations are the records to create and, after a check, their state.
 	Delegations []Delegation `json:"delegations,omitempty"`
 }
@@ -138,6 +143,11 @@ type Request struct {
 	// is asked, for this issuance and its renewals. Empty: the CAs in
 	// order of preference, with fallback.
 	CA string `json:"ca,omitempty"`
+	// Challenge ("dns-01", "dns-account-01", "dns-persist-01") and
+	// Profile (an ACME profile name) are optional; the issuer's
+	// configuration supplies the defaults.
+	Challenge string `json:"challenge,omitempty"`
+	Profile   string `json:"profile,omitempty"`
 }
 
 // Filter selects certificates of a listing; zero fields match all.

@@ -53,6 +53,11 @@ type Certificate struct {
 	// rows older than the column); CAPin, when set, is the only CA the
 	// certificate may be ordered from; OrderCA is the CA of OrderURL.
 	CA, CAPin, OrderCA string
+	// Challenge is the validation method ("dns-01", "dns-account-01",
+	// "dns-persist-01"; "" in rows older than the column means dns-01).
+	// Profile is the ACME profile asked for in new orders ("": the CA's
+	// default). The store does not interpret either.
+	Challenge, Profile string
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
 }
@@ -95,7 +100,7 @@ func (a ACMEAccount) LogValue() slog.Value {
 
 const certColumns = `name, domains, status, last_error, cert_pem, chain_pem, key_pem, serial,
 	not_before, not_after, attempts, next_attempt, renew_at, renew_checked_at, order_url, order_key_pem,
-	next_action, check_failures, renew_info_at, ca, ca_pin, order_ca, created_at, updated_at`
+	next_action, check_failures, renew_info_at, ca, ca_pin, order_ca, challenge, profile, created_at, updated_at`
 
 // SaveCertificate inserts or replaces the certificate named c.Name.
 func (s *Store) SaveCertificate(ctx context.Context, c Certificate) error {
@@ -150,7 +155,7 @@ func (s *Store) saveCertificate(ctx context.Context, db execer, c Certificate) e
 		c.CreatedAt = now
 	}
 	_, err = db.ExecContext(ctx, s.dialect.rebind(`INSERT INTO certificates (`+certColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET domains = excluded.domains, status = excluded.status,
 			last_error = excluded.last_error, cert_pem = excluded.cert_pem, chain_pem = excluded.chain_pem,
 			key_pem = excluded.key_pem, serial = excluded.serial, not_before = excluded.not_before,
@@ -158,11 +163,12 @@ func (s *Store) saveCertificate(ctx context.Context, db execer, c Certificate) e
 			renew_at = excluded.renew_at, renew_checked_at = excluded.renew_checked_at, order_url = excluded.order_url,
 			order_key_pem = excluded.order_key_pem, next_action = excluded.next_action,
 			check_failures = excluded.check_failures, renew_info_at = excluded.renew_info_at,
-			ca = excluded.ca, ca_pin = excluded.ca_pin, order_ca = excluded.order_ca, updated_at = excluded.updated_at`),
+			ca = excluded.ca, ca_pin = excluded.ca_pin, order_ca = excluded.order_ca,
+			challenge = excluded.challenge, profile = excluded.profile, updated_at = excluded.updated_at`),
 		c.Name, string(domains), c.Status, c.LastError, c.CertPEM, c.ChainPEM, c.KeyPEM, c.Serial,
 		unixNano(c.NotBefore), unixNano(c.NotAfter), c.Attempts, unixNano(c.NextAttempt),
 		unixNano(c.RenewAt), unixNano(c.RenewCheckedAt), c.OrderURL, c.OrderKeyPEM,
-		unixNano(c.NextAction), c.CheckFailures, unixNano(c.RenewInfoAt), c.CA, c.CAPin, c.OrderCA,
+		unixNano(c.NextAction), c.CheckFailures, unixNano(c.RenewInfoAt), c.CA, c.CAPin, c.OrderCA, c.Challenge, c.Profile,
 		c.CreatedAt.UnixNano(), now.UnixNano())
 	return err
 }
@@ -215,7 +221,8 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 		var r certRow
 		if err := rows.Scan(&r.c.Name, &r.domains, &r.c.Status, &r.c.LastError, &r.c.CertPEM, &r.c.ChainPEM, &r.c.KeyPEM, &r.c.Serial,
 			&r.notBefore, &r.notAfter, &r.c.Attempts, &r.next, &r.renewAt, &r.checked, &r.c.OrderURL, &r.c.OrderKeyPEM,
-			&r.nextAction, &r.c.CheckFailures, &r.renewInfo, &r.c.CA, &r.c.CAPin, &r.c.OrderCA, &r.created, &r.updated); err != nil {
+			&r.nextAction, &r.c.CheckFailures, &r.renewInfo, &r.c.CA, &r.c.CAPin, &r.c.OrderCA, &r.c.Challenge, &r.c.Profile,
+			&r.created, &r.updated); err != nil {
 			return nil, err
 		}
 		c, err := r.certificate()

@@ -16,7 +16,8 @@ import (
 // summaryColumns are what an operator sees of a certificate: no PEM, no
 // order state.
 const summaryColumns = `name, domains, status, last_error, serial, not_before, not_after, attempts,
-	next_attempt, renew_at, renew_checked_at, next_action, check_failures, renew_info_at, ca, ca_pin, created_at, updated_at`
+	next_attempt, renew_at, renew_checked_at, next_action, check_failures, renew_info_at, ca, ca_pin, challenge, profile,
+	created_at, updated_at`
 
 // CertificateFilter selects certificates of a listing; zero fields match all.
 type CertificateFilter struct {
@@ -71,7 +72,8 @@ func (s *Store) CertificateSummaries(ctx context.Context, f CertificateFilter) (
 	for rows.Next() {
 		var r certRow
 		if err := rows.Scan(&r.c.Name, &r.domains, &r.c.Status, &r.c.LastError, &r.c.Serial, &r.notBefore, &r.notAfter, &r.c.Attempts,
-			&r.next, &r.renewAt, &r.checked, &r.nextAction, &r.c.CheckFailures, &r.renewInfo, &r.c.CA, &r.c.CAPin, &r.created, &r.updated); err != nil {
+			&r.next, &r.renewAt, &r.checked, &r.nextAction, &r.c.CheckFailures, &r.renewInfo, &r.c.CA, &r.c.CAPin,
+			&r.c.Challenge, &r.c.Profile, &r.created, &r.updated); err != nil {
 			return nil, fmt.Errorf("store: certificate summaries: %w", err)
 		}
 		c, err := r.certificate()
@@ -274,10 +276,10 @@ func (s *Store) CreateCertificates(ctx context.Context, reserve []ChallengeAccou
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, s.dialect.rebind(`INSERT INTO certificates (`+certColumns+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (name) DO NOTHING`),
 				c.Name, string(domains), c.Status, c.LastError, "", "", "", "", 0, 0, 0, 0, 0, 0, "", "",
-				unixNano(c.NextAction), 0, 0, "", c.CAPin, "", now.UnixNano(), now.UnixNano()); err != nil {
+				unixNano(c.NextAction), 0, 0, "", c.CAPin, "", c.Challenge, c.Profile, now.UnixNano(), now.UnixNano()); err != nil {
 				return fmt.Errorf("certificate %s: %w", c.Name, err)
 			}
 		}

@@ -206,5 +206,13 @@ func migrations() []migration {
 			CREATE INDEX txt_values_live ON txt_values(subdomain, seq, expires_at, value);
 			DROP INDEX txt_values_by_subdomain;`,
 		},
+		{
+			// The issuer's validation method and ACME profile of each
+			// certificate (issuer/challenges.go, issuer/profile.go); ''
+			// keeps older rows on dns-01 and the CA's default profile.
+			Name: "certificate challenge method and profile",
+			SQLite: `ALTER TABLE certificates ADD COLUMN challenge TEXT NOT NULL DEFAULT '';
+			ALTER TABLE certificates ADD COLUMN profile TEXT NOT NULL DEFAULT '';`,
+		},
 	}
 }

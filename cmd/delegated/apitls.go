@@ -106,7 +106,9 @@ func (a *apiACME) start(ctx context.Context) error {
 	case err != nil && !errors.Is(err, issuer.ErrNotFound):
 		return fmt.Errorf("api.tls: look up certificate %s: %w", apiCertName, err)
 	}
-	v, err := a.iss.Issue(ctx, issuer.Request{Name: apiCertName, Domains: a.domains})
+	// dns-01 whatever [issuer] challenge says: the zone's own name is
+	// answered by the zone itself, which only dns-01 reads.
+	v, err := a.iss.Issue(ctx, issuer.Request{Name: apiCertName, Domains: a.domains, Challenge: issuer.ChallengeDNS01})
 	if err != nil {
 		return fmt.Errorf("api.tls: request certificate %s for %v: %w", apiCertName, a.domains, err)
 	}

@@ -91,6 +91,10 @@ func printCertificates(stdout io.Writer, certs []issuer.Cert) {
 		fmt.Fprintf(w, "Certificate Name: %s\n", printable(c.Name))
 		fmt.Fprintf(w, "  Domains: %s\n", printable(strings.Join(c.Domains, " ")))
 		fmt.Fprintf(w, "  Status: %s\n", c.Status)
+		fmt.Fprintf(w, "  Challenge: %s\n", c.Challenge)
+		if c.Profile != "" {
+			fmt.Fprintf(w, "  Profile: %s\n", printable(c.Profile))
+		}
 		if c.LastError != "" {
 			fmt.Fprintf(w, "  Last error: %s\n", strings.ReplaceAll(printableText(c.LastError), "\n", "\n    "))
 		}

@@ -67,7 +67,7 @@ func TestConfirmDelete(t *testing.T) {
 // never raw.
 func TestCertificatesPrintNoEscapes(t *testing.T) {
 	evil := "x\x1b[2J\ny"
-	cert := issuer.Cert{Name: evil, Domains: []string{"a.example"}, Status: issuer.StatusFailed, Attempts: 2, LastError: "deploy: open live/" + evil + ": bad\nsecond line"}
+	cert := issuer.Cert{Name: evil, Domains: []string{"a.example"}, Status: issuer.StatusFailed, Challenge: "dns-01", Attempts: 2, LastError: "deploy: open live/" + evil + ": bad\nsecond line"}
 	cert.Paths.FullChain = "/certs/live/" + evil + "/fullchain.pem"
 	cert.Paths.PrivKey = "/certs/live/" + evil + "/privkey.pem"
 	var out bytes.Buffer
@@ -80,7 +80,7 @@ func TestCertificatesPrintNoEscapes(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if n := strings.Count(out.String(), "\n"); n != 9 {
-		t.Errorf("%d lines, want 9 (the name's newline must not start a line):\n%s", n, out.String())
+	if n := strings.Count(out.String(), "\n"); n != 10 {
+		t.Errorf("%d lines, want 10 (the name's newline must not start a line):\n%s", n, out.String())
 	}
 }

@@ -19,7 +19,7 @@ func (s *domainList) Set(v string) error { *s = append(*s, v); return nil }
 func issueCommand(stdin io.Reader) command {
 	c := command{
 		Name:  "issue",
-		Usage: "--cert-name NAME -d DOMAIN [-d DOMAIN]... [--ca NAME] [--no-wait] | --batch FILE|-",
+		Usage: "--cert-name NAME -d DOMAIN [-d DOMAIN]... [--challenge dns-01|dns-account-01|dns-persist-01] [--profile NAME] [--ca NAME] [--no-wait] | --batch FILE|-",
 		Short: "Obtain a certificate through the running daemon",
 	}
 	c.Run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,6 +28,8 @@ func issueCommand(stdin io.Reader) command {
 		name := fs.String("cert-name", "", "certificate `name` (its folder under live/)")
 		var domains domainList
 		fs.Var(&domains, "d", "`domain` to cover (repeatable; *.example.com for a wildcard)")
+		challenge := fs.String("challenge", "", "validation `method`: dns-01, dns-account-01 or dns-persist-01 (default [issuer] challenge, else dns-01)")
+		profile := fs.String("profile", "", "ACME profile `name` the CA lists, e.g. classic or shortlived (default [issuer] profile, else the CA's choice)")
 		noWait := fs.Bool("no-wait", false, "return once the request is recorded")
 		ca := fs.String("ca", "", "order only from the configured CA `name` (no fallback), now and at renewals")
 		batch := fs.String("batch", "", "`file` of certificates, one per line: NAME DOMAIN [DOMAIN]... (- for stdin); implies --no-wait")
@@ -56,11 +58,22 @@ func issueCommand(stdin io.Reader) command {
 		if *name == "" || len(domains) == 0 {
 			return usageError("need --cert-name NAME and at least one -d DOMAIN")
 		}
+		if *challenge != "" {
+			if _, err := issuer.ParseChallenge(*challenge); err != nil {
+				return usageError("--challenge: %v", err)
+			}
+		}
 		cl, err := of.client()
 		if err != nil {
 			return err
 		}
 		body := map[string]any{"name": *name, "domains": []string(domains), "ca": *ca, "wait": !*noWait}
+		if *challenge != "" {
+			body["challenge"] = *challenge
+		}
+		if *profile != "" {
+			body["profile"] = *profile
+		}
 		if *noWait {
 			var cert issuer.Cert
 			if err := cl.call(ctx, "POST", "/v1/certificates", body, &cert); err != nil {

@@ -47,6 +47,8 @@ func newIssuerService(cfg *config.Config, in *issuerInputs, st *store.Store, log
 		Zone:                cfg.Zone.Domain,
 		CAs:                 in.cas,
 		CABackoff:           ic.CABackoff.Duration,
+		Challenge:           ic.Challenge,
+		Profile:             ic.Profile,
 		Resolvers:           in.resolvers,
 		SkipAuthoritative:   !*ic.CheckAuthoritative,
 		AuthoritativePort:   strconv.Itoa(ic.AuthoritativePort),

@@ -119,7 +119,8 @@ func TestAPITLSACME(t *testing.T) {
 		}
 		return nil
 	})
-	if c, err = s.Certificate("delegated-api"); err != nil {
+	c, err = s.Certificate("delegated-api")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Serial != fmt.Sprintf("%x", second.SerialNumber) {

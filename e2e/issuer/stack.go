@@ -123,8 +123,8 @@ func DeadServers(t testing.TB, n int) map[string]string {
 	return stubs
 }
 
-// buildDelegated builds the daemon into a fresh world-readable directory.
-func buildDelegated(t testing.TB) string {
+// BuildDelegated builds the daemon into a fresh world-readable directory.
+func BuildDelegated(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "delegated-e2e-bin-")
 	if err != nil {
@@ -149,7 +149,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	if opts.DelegationRecheck == "" {
 		opts.DelegationRecheck = "1s"
 	}
-	s := &Stack{t: t, Bin: buildDelegated(t), serial: 1}
+	s := &Stack{t: t, Bin: BuildDelegated(t), serial: 1}
 	dir, err := os.MkdirTemp("", "delegated-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +219,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.APIURL = "http://" + apiAddr
 	dc := DaemonConfig{
 		DNS: dnsAddr, API: apiAddr, StoreDSN: "delegated.db",
-		Directory: directory, CARoots: minica, Resolver: s.Resolver.Addr, AuthoritativePort: nsdPort(t, s.Customer.Addr),
+		Directory: directory, CARoots: minica, Resolver: s.Resolver.Addr, AuthoritativePort: Port(t, s.Customer.Addr),
 		DeployHook: hook, DelegationRecheck: opts.DelegationRecheck, IssuerExtra: opts.IssuerExtra,
 		DNSSEC: opts.DNSSEC,
 	}
@@ -259,6 +259,8 @@ type DaemonConfig struct {
 	DelegationRecheck string
 	// IssuerExtra is appended to [issuer] verbatim.
 	IssuerExtra string
+	// Zone is the daemon's zone; "" means Zone.
+	Zone string
 	// DNSSEC sets [zone] dnssec = true.
 	DNSSEC bool
 	// CAs, when set, replace Directory and CARoots with [[issuer.ca]]
@@ -274,8 +276,12 @@ type DaemonCA struct {
 
 // TOML renders the configuration file.
 func (c DaemonConfig) TOML() string {
+	zone := c.Zone
+	if zone == "" {
+		zone = Zone
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "[zone]\ndomain = %q\nnsname = %q\nrecords = [\"%s. A 127.0.0.1\"]\n", Zone, Zone, Zone)
+	fmt.Fprintf(&b, "[zone]\ndomain = %q\nnsname = %q\nrecords = [\"%s. A 127.0.0.1\"]\n", zone, zone, zone)
 	if c.DNSSEC {
 		b.WriteString("dnssec = true\n")
 	}
@@ -374,9 +380,10 @@ func (s *Stack) Restart() {
 	s.startDaemon()
 }
 
-// nsdPort is the port of the customer zone's server: its NS record names
-// 127.0.0.1, so the issuer's authoritative check needs the port.
-func nsdPort(t testing.TB, addr string) int {
+// Port is the port of addr (host:port), e.g. the customer zone server's:
+// its NS record names 127.0.0.1, so the issuer's authoritative check
+// needs the port.
+func Port(t testing.TB, addr string) int {
 	t.Helper()
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -503,6 +510,8 @@ type Cert struct {
 	Status    string   `json:"status"`
 	LastError string   `json:"last_error"`
 	Serial    string   `json:"serial"`
+	Challenge string   `json:"challenge"`
+	Profile   string   `json:"profile"`
 	// CA issued the current certificate; CAPin is the pinned CA.
 	CA    string `json:"ca"`
 	CAPin string `json:"ca_pin"`
